@@ -370,8 +370,9 @@ class Studio:
             selected = state.chosen
             chosen = masks[state.chosen]
             color = PALETTE[state.chosen % len(PALETTE)]
-            rgba = np.zeros((*chosen.shape, 4), np.uint8)
-            rgba[chosen] = (*color, int(round(255 * s.alpha)))
+            rgba = np.empty((*chosen.shape, 4), np.uint8)
+            rgba[..., :3] = color
+            np.multiply(chosen.view(np.uint8), int(round(255 * s.alpha)), out=rgba[..., 3])
             label = f"mask {state.chosen + 1} ({res.scores[state.chosen]:.3f})"
             ann = [(self._write(state, "mask", encode_png(rgba), "png"), label)]
             annotated = (input_path, ann)
