@@ -8,6 +8,7 @@ call them directly with the same values Gradio passes.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import logging
 from pathlib import Path
@@ -31,6 +32,10 @@ CSS = """
 #candidates .caption-label { white-space: normal; font-size: 0.8rem; }
 #header .warning { color: #b45309; font-weight: 600; }
 #status { min-height: 1.5em; }
+#metrics table.metrics { width: 100%; border-collapse: collapse; font-size: 0.85rem; }
+#metrics table.metrics th { text-align: left; font-weight: 500; opacity: 0.75; padding: 3px 8px; white-space: nowrap; }
+#metrics table.metrics td { font-family: ui-monospace, monospace; padding: 3px 8px; }
+#metrics table.metrics tr:nth-child(odd) { background: var(--table-odd-background-fill); }
 """
 
 
@@ -71,8 +76,25 @@ class FastAnnotatedImage(gr.AnnotatedImage):
         )
 
 
-def _metrics_rows(metrics: dict[str, Any]) -> list[list[str]]:
-    return [[k, json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else str(v)] for k, v in metrics.items()]
+METRIC_LABELS = {
+    "index": "candidate", "score": "score (pred. IoU)", "area_px": "area (px)", "area_pct": "area (%)",
+    "perimeter_px": "perimeter (px)", "bbox": "bbox x1,y1,x2,y2", "encode_ms": "encode (ms)",
+    "decode_ms": "decode (ms)", "cache_hit": "cache hit", "model": "model", "device": "device",
+    "precision": "precision", "image": "image (px)", "measured_on": "measured on",
+}
+
+
+def metrics_html(metrics: dict[str, Any]) -> str:
+    """A two-column-pair HTML table; each value cell carries ``data-metric=<key>``."""
+    if not metrics:
+        return "<div class='metrics-empty'>Metrics appear after the first click.</div>"
+    cells = []
+    for key, value in metrics.items():
+        text = json.dumps(value) if isinstance(value, (list, bool)) or value is None else str(value)
+        cells.append(f"<th>{html.escape(METRIC_LABELS.get(key, key))}</th>"
+                     f"<td data-metric='{html.escape(key)}'>{html.escape(text)}</td>")
+    rows = ["<tr>" + "".join(cells[i:i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
+    return "<table class='metrics'>" + "".join(rows) + "</table>"
 
 
 def _fail(err: Exception) -> None:
@@ -99,7 +121,7 @@ class Handlers:
             view.input_image,
             gallery,
             view.annotated,
-            _metrics_rows(view.metrics),
+            metrics_html(view.metrics),
             view.rows,
             view.status,
         )
@@ -206,12 +228,13 @@ class Handlers:
             return self._run_and_render(state)
         return self.render(state, f"Model: {model_type}. {self._status(state)}")
 
-    def export(self, state: SessionState | None) -> list[str]:
+    def export(self, state: SessionState | None):
+        """Write the full-resolution files and show them in the Downloads list."""
         try:
-            return [str(p) for p in self.studio.export(self._state(state))]
+            paths = [str(p) for p in self.studio.export(self._state(state))]
         except UserError as err:
             _fail(err)
-        return []
+        return gr.File(value=paths, visible=True)
 
     def save(self, state: SessionState | None) -> str:
         try:
@@ -306,13 +329,12 @@ def build_app(studio: Studio, *, gpu: Callable[[Callable], Callable] | None = No
                     allow_preview=False, object_fit="contain", elem_id="candidates", interactive=False,
                 )
                 result = FastAnnotatedImage(label="Chosen mask", elem_id="result", height=420)
-                metrics = gr.Dataframe(headers=["metric", "value"], interactive=False, elem_id="metrics",
-                                       label="Metrics", wrap=True)
+                metrics = gr.HTML(metrics_html({}), elem_id="metrics", label="Metrics")
                 with gr.Row():
                     export = gr.Button("Export mask, cut-out, overlay, JSON", elem_id="export", variant="primary")
                     save = gr.Button("Save overlay to outputs/", elem_id="save")
                 downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", interactive=False,
-                                    height=140)
+                                    visible=False)
                 saved = gr.Markdown(elem_id="saved")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     model = gr.Dropdown(MODEL_CHOICES, value=studio.default_model, label="Model", elem_id="model")
