@@ -115,7 +115,7 @@ class Handlers:
     def render(self, state: SessionState, status: str = "") -> tuple:
         """(state, input_image, gallery, result, metrics, prompts, status)."""
         view: View = self.studio.view(state, status)
-        gallery = gr.Gallery(value=view.gallery or None, selected_index=view.selected)
+        gallery = gr.update(value=view.gallery or None, selected_index=view.selected)
         return (
             state,
             view.input_image,
@@ -234,7 +234,7 @@ class Handlers:
             paths = [str(p) for p in self.studio.export(self._state(state))]
         except UserError as err:
             _fail(err)
-        return gr.File(value=paths, visible=True)
+        return gr.update(value=paths, visible=True)
 
     def save(self, state: SessionState | None) -> str:
         try:
