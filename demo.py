@@ -95,7 +95,7 @@ def build(args: argparse.Namespace):
     segmenter = load(args.model, args.checkpoint)
     studio = Studio(segmenter, outputs_dir=args.outputs, max_pixels=int(args.max_pixels),
                     model_loader=lambda m, progress=None: load(m))
-    gpu = spaces.GPU if spaces is not None and os.environ.get("SPACES_ZERO_GPU") else None
+    gpu = spaces.GPU if spaces is not None else None  # a no-op off ZeroGPU hardware
     return build_app(studio, gpu=gpu), studio
 
 

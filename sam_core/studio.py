@@ -201,13 +201,19 @@ class Studio:
                            settings=old.settings)
         new.image_key, new.image_path, new.image_name = entry.key, str(path), entry.image.name
         new.size, new.scale = entry.image.size, entry.scale
-        seg = self.segmenter(new.model_type, progress)
-        if progress:
-            progress(0.3, f"Encoding the image with {seg.model_type}…")
-        _, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+        hit = self.ensure_embedding(new, progress)
         new.encode_ms = (time.perf_counter() - t0) * 1000
         log.info("opened %s (%dx%d) cache_hit=%s in %.0f ms", entry.image.name, *entry.image.size, hit, new.encode_ms)
         return new
+
+    def ensure_embedding(self, state: SessionState, progress: Callable[[float, str], None] | None = None) -> bool:
+        """Run the image encoder for the session's image and model unless cached; returns cache_hit."""
+        entry = self.entry(state)
+        seg = self.segmenter(state.model_type, progress)
+        if progress and not seg.is_cached(entry.key):
+            progress(0.3, f"Encoding the image with {seg.model_type}…")
+        _, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+        return hit
 
     # ----------------------------------------------------------------- prompts
     def click(self, state: SessionState, x: float, y: float, mode: str) -> tuple[SessionState, bool]:

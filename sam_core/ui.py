@@ -217,11 +217,11 @@ class Handlers:
     def switch_model(self, model_type: str, state: SessionState | None, progress=gr.Progress(track_tqdm=True)) -> tuple:
         state = self._state(state)
         try:
-            seg = self.studio.segmenter(model_type, progress=lambda f, msg: progress(f, desc=msg))
+            report = lambda f, msg: progress(f, desc=msg)  # noqa: E731
+            seg = self.studio.segmenter(model_type, progress=report)
             state = dataclasses.replace(state, model_type=seg.model_type, result=None)
             if state.has_image:
-                progress(0.5, desc=f"Encoding the image with {seg.model_type}…")
-                self.studio.open_image(state, state.image_path or "", state.image_name)
+                self.studio.ensure_embedding(state, report)
         except UserError as err:
             _fail(err)
         if state.has_image and not state.prompts.empty:

@@ -16,25 +16,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-
-def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """(H, W, 3) uint8: smooth gradients plus a few filled shapes and mild noise."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.empty((height, width, 3), np.float32)
-    img[..., 0] = 60 + 120 * xx / max(width - 1, 1)
-    img[..., 1] = 80 + 100 * yy / max(height - 1, 1)
-    img[..., 2] = 140 - 60 * (xx + yy) / max(width + height - 2, 1)
-    img = img.astype(np.uint8)
-    for _ in range(6):
-        c = tuple(int(v) for v in rng.integers(0, 255, 3))
-        center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        radius = int(rng.integers(max(2, min(height, width) // 12), max(3, min(height, width) // 4)))
-        cv2.circle(img, center, radius, c, -1)
-    noise = rng.integers(-6, 7, img.shape, dtype=np.int16)
-    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+from synth import photo_like  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from segment_anything import SamPredictor
 from sam_core import CheckpointError, PromptError, Segmenter
 from sam_core.models import build_test_tiny, enable_sdpa, resolve_placement
 
-from conftest import photo_like
+from synth import photo_like
 
 CASES = {
     "points": dict(points=[(120, 80, 1), (300, 200, 0)], box=None),

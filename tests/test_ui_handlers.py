@@ -183,3 +183,17 @@ def test_build_app_exposes_only_segment(handlers):
     info = app.get_api_info()
     assert list(info["named_endpoints"]) == ["/segment"]
     assert metrics_html({}) and "data-metric" not in metrics_html({})
+
+
+def test_switching_to_a_missing_model_offline_explains(handlers, tmp_path, monkeypatch):
+    from sam_core import Segmenter
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    handlers.studio._model_loader = lambda m, progress=None: Segmenter.from_pretrained(
+        m, checkpoints_dir=tmp_path / "ckpt", progress=False)
+    state = handlers.upload(str(COFFEE), None)[0]
+    with pytest.raises(gr.Error, match="sam_vit_b_01ec64.pth"):
+        handlers.switch_model("vit_b", state)
+    # switching to a model that loads works and re-encodes the image for it
+    out = handlers.switch_model("test-tiny", state)
+    assert out[0].model_type == "test-tiny"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHOTS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+SHOTS = Path(__file__).resolve().parent / "screenshots"
 CAPTION = re.compile(r"^mask (\d) · score (-?\d+\.\d{3}) · (\d+\.\d) %$")
 
 pytestmark = pytest.mark.browser
