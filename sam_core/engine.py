@@ -67,6 +67,7 @@ class SegmentResult:
     mask_threshold: float = 0.0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _masks: np.ndarray | None = field(default=None, repr=False)
+    _preview: tuple[tuple, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def best_index(self) -> int:
@@ -93,11 +94,19 @@ class SegmentResult:
         )[0]
 
     def preview_masks(self, size: tuple[int, int], threshold: float | None = None) -> np.ndarray:
-        """(N, h, w) bool masks at a preview ``size`` = (h, w) of the same aspect ratio."""
+        """(N, h, w) bool masks at a preview ``size`` = (h, w) of the same aspect ratio.
+
+        The last (size, threshold) is memoised: a click renders and logs the same preview.
+        """
         thr = self.mask_threshold if threshold is None else threshold
-        return upsample_logits(
-            self.low_res_logits, self.input_size, self.original_size, size, threshold=thr, device=self.device
-        )
+        key = (tuple(size), float(thr))
+        if self._preview is None or self._preview[0] != key:
+            masks = upsample_logits(
+                self.low_res_logits, self.input_size, self.original_size, size, threshold=thr, device=self.device
+            )
+            masks.flags.writeable = False
+            self._preview = (key, masks)
+        return self._preview[1]
 
 
 def upsample_logits(
@@ -152,6 +161,8 @@ class Segmenter:
         self.model = model.to(placement.device).eval()
         self.sdpa = bool(sdpa and enable_sdpa(self.model))
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        with torch.inference_mode():  # constant per model: SamPredictor recomputes it per call
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
         self._lock = threading.RLock()
         self._cache: LRUCache[Embedding] = LRUCache(cache_entries, cache_mb << 20, lambda e: e.nbytes)
         # Identity of the weights + numerics, so an embedding is never reused across models.
@@ -322,7 +333,7 @@ class Segmenter:
             )
             low_res, iou = self.model.mask_decoder(
                 image_embeddings=emb.features,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                image_pe=self._dense_pe,
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,

@@ -32,7 +32,8 @@ from .errors import ImageError, PromptError, UserError
 from .geometry import mask_metrics, mask_polygons, postprocess_mask, rle_encode
 from .images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
 from .prompts import Prompts
-from .render import PALETTE, candidate_thumbnail, cutout_rgba, draw_prompts, encode_jpeg, encode_png, overlay_mask
+from .render import (PALETTE, candidate_thumbnails, cutout_rgba, draw_prompts, encode_jpeg, encode_mask_png,
+                     encode_png, overlay_mask)
 from .runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ class ImageEntry:
     @property
     def nbytes(self) -> int:
         return self.image.rgb.nbytes + (0 if self.preview is self.image.rgb else self.preview.nbytes)
+
+
+def _own_name(entry: ImageEntry, name: str) -> ImageEntry:
+    """The shared entry (keyed by pixels) as one caller sees it: with that caller's own file name,
+    never the name under which another visitor first uploaded the same pixels."""
+    if not name or entry.image.name == name:
+        return entry
+    return dataclasses.replace(entry, image=dataclasses.replace(entry.image, name=name))
 
 
 @dataclass
@@ -175,10 +184,10 @@ class Studio:
 
         def make() -> ImageEntry:
             small, scale = preview(loaded.rgb, PREVIEW_SIDE)
-            return ImageEntry(key, loaded, small, scale, image_stats(loaded.rgb))
+            return ImageEntry(key, loaded, small, scale, image_stats(small))  # stats on the preview: cheap
 
         entry, _ = self.images.get_or_create(key, make)
-        return entry
+        return _own_name(entry, loaded.name)
 
     def entry(self, state: SessionState) -> ImageEntry:
         """The session's decoded image, reloaded from its upload if the store evicted it."""
@@ -189,7 +198,7 @@ class Studio:
             if not state.image_path or not Path(state.image_path).exists():
                 raise UserError("The image has expired from the server; please upload it again.")
             entry = self._load_entry(state.image_path, state.image_name)
-        return entry
+        return _own_name(entry, state.image_name)
 
     def open_image(self, state: SessionState | None, path: str, name: str | None = None,
                    progress: Callable[[float, str], None] | None = None) -> SessionState:
@@ -369,18 +378,16 @@ class Studio:
         if state.result is not None:
             res = state.result
             masks = self._preview_masks(state, entry)
-            for i, m in enumerate(masks):
-                thumb = candidate_thumbnail(drawn, m, color=PALETTE[i % len(PALETTE)], max_side=THUMB_SIDE)
+            colors = [PALETTE[i % len(PALETTE)] for i in range(len(masks))]
+            thumbs = candidate_thumbnails(drawn, masks, colors=colors, max_side=THUMB_SIDE)
+            for i, (m, thumb) in enumerate(zip(masks, thumbs)):
                 caption = f"mask {i + 1} · score {res.scores[i]:.3f} · {100 * m.mean():.1f} %"
                 gallery.append((self._write(state, f"cand{i}", encode_jpeg(thumb, quality=85), "jpg"), caption))
             selected = state.chosen
             chosen = masks[state.chosen]
-            color = PALETTE[state.chosen % len(PALETTE)]
-            rgba = np.empty((*chosen.shape, 4), np.uint8)
-            rgba[..., :3] = color
-            np.multiply(chosen.view(np.uint8), int(round(255 * s.alpha)), out=rgba[..., 3])
             label = f"mask {state.chosen + 1} ({res.scores[state.chosen]:.3f})"
-            ann = [(self._write(state, "mask", encode_png(rgba), "png"), label)]
+            png = encode_mask_png(chosen, colors[state.chosen], s.alpha)
+            ann = [(self._write(state, "mask", png, "png"), label)]
             annotated = (input_path, ann)
             m = mask_metrics(chosen, scale=scale)
             metrics = {
