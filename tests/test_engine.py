@@ -184,3 +184,28 @@ def test_sdpa_attention_matches_eager():
         a = eager.image_encoder(x)
         b = fast.image_encoder(x)
     assert float((a - b).abs().max()) < 1e-4
+
+
+def test_encoder_input_is_sam_predictors(pair):
+    """Our resize to 1024 is SamPredictor's exactly (tolerance: none), so embeddings match."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    seg, _, image = pair
+    big = photo_like(1500, 2300, seed=9)
+    for img in (image, big):
+        ref = torch.as_tensor(ResizeLongestSide(1024).apply_image(img)).permute(2, 0, 1).contiguous()[None]
+        assert torch.equal(seg.prepare_input(img), ref)
+
+
+def test_fast_path_bf16_sdpa_agrees_with_fp32(photo):
+    """The CUDA recipe (bf16 autocast + SDPA), run on the CPU: masks agree with fp32 eager."""
+    fp32 = Segmenter(build_test_tiny(), model_type="test-tiny", placement=resolve_placement("cpu", "fp32"))
+    fast = Segmenter(build_test_tiny(), model_type="test-tiny", placement=resolve_placement("cpu", "bf16"), sdpa=True)
+    assert fast.sdpa and fast.placement.precision == "bf16"
+    ious = []
+    for points, box in [([(120, 80, 1)], None), (None, (50, 40, 330, 260)), ([(200, 150, 1), (30, 30, 0)], None)]:
+        a = fp32.segment(photo, points=points, box=box)
+        b = fast.segment(photo, points=points, box=box)
+        m1, m2 = a.masks[a.best_index], b.masks[a.best_index]
+        ious.append((m1 & m2).sum() / max((m1 | m2).sum(), 1))
+    assert min(ious) > 0.95, ious
