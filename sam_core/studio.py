@@ -44,6 +44,7 @@ MODE_BOX = "Box (2 clicks)"
 MODES = (MODE_FG, MODE_BG, MODE_BOX)
 PREVIEW_SIDE = 1536
 THUMB_SIDE = 320
+MAX_HISTORY = 200  # undo steps kept per session
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
@@ -246,7 +247,8 @@ class Studio:
 
     def _push(self, state: SessionState, prompts: Prompts) -> SessionState:
         prompts.validate(*state.size)
-        return dataclasses.replace(state, history=[*state.history, state.prompts], prompts=prompts)
+        history = [*state.history, state.prompts][-MAX_HISTORY:]
+        return dataclasses.replace(state, history=history, prompts=prompts)
 
     def undo(self, state: SessionState) -> SessionState:
         """Undo the pending box corner, else the last prompt change."""

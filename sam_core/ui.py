@@ -18,7 +18,7 @@ import gradio as gr
 from gradio.components.annotated_image import AnnotatedImageData, Annotation
 from gradio.data_classes import FileData
 
-from .errors import UserError
+from .errors import PromptError, UserError
 from .prompts import Prompts
 from .studio import MODE_BOX, MODE_FG, MODES, ROW_HEADERS, SessionState, Settings, Studio, View, prompts_from_rows
 
@@ -171,8 +171,11 @@ class Handlers:
     def select(self, state: SessionState | None, mode: str, evt: gr.SelectData) -> tuple:
         state = self._state(state)
         try:
-            x, y = evt.index[0], evt.index[1]
-            state, complete = self.studio.click(state, float(x), float(y), mode)
+            try:
+                x, y = float(evt.index[0]), float(evt.index[1])
+            except (TypeError, ValueError, IndexError, KeyError):  # only a hand-made request sends these
+                raise PromptError(f"Invalid click position {repr(evt.index)[:60]}: expected [x, y] in pixels.") from None
+            state, complete = self.studio.click(state, x, y, mode)
         except UserError as err:
             _fail(err)
         if not complete:
@@ -292,7 +295,8 @@ def build_app(studio: Studio, *, gpu: Callable[[Callable], Callable] | None = No
         for name in ("upload", "example", "select", "undo", "edit_prompts", "settings", "switch_model",
                      "export", "save", "api_segment"):
             setattr(h, name, gpu(getattr(h, name)))
-    with gr.Blocks(title="SAM Studio") as app:
+    # delete_cache: every 30 min, drop cached files (renders, uploads) older than an hour
+    with gr.Blocks(title="SAM Studio", delete_cache=(1800, 3600)) as app:
         state = gr.State(None)
         gr.Markdown(header_markdown(studio), elem_id="header")
         with gr.Row(equal_height=False):
