@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="auto = cuda, then mps, then cpu; a missing GPU falls back to the CPU [env SAM_DEVICE]")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=_env("SAM_PRECISION", "auto"),
                    help="auto = bf16 autocast on CUDA GPUs that support it, fp32 elsewhere [env SAM_PRECISION]")
+    p.add_argument("--attention", choices=["sdpa", "eager"], default=_env("SAM_ATTENTION", "sdpa"),
+                   help="image-encoder attention: fused SDPA (~2x faster encode, same maths) or SAM's "
+                   "original eager code [env SAM_ATTENTION]")
     p.add_argument("--host", default=_env("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="address to listen on; 0.0.0.0 exposes it to your network [env GRADIO_SERVER_NAME]")
     p.add_argument("--port", type=int, default=int(_env("GRADIO_SERVER_PORT", "7860")),
@@ -95,7 +98,8 @@ def build(args: argparse.Namespace):
 
     def load(model_type: str, checkpoint: str | None = None):
         return Segmenter.from_pretrained(model_type, checkpoint, args.device, args.precision,
-                                         checkpoints_dir=args.checkpoints_dir, repo_id=args.hub_repo)
+                                         checkpoints_dir=args.checkpoints_dir, repo_id=args.hub_repo,
+                                         sdpa=args.attention == "sdpa")
 
     segmenter = load(args.model, args.checkpoint)
     studio = Studio(segmenter, outputs_dir=args.outputs, max_pixels=int(args.max_pixels),

@@ -153,7 +153,8 @@ def test_test_tiny_checkpoint_round_trip(tmp_path, photo):
     path = tmp_path / "tiny.pth"
     torch.save(build_test_tiny(seed=11).state_dict(), path)
     loaded = Segmenter.from_pretrained("test-tiny", checkpoint=path, device="cpu")
-    direct = Segmenter(build_test_tiny(seed=11), model_type="test-tiny", placement=resolve_placement("cpu", "fp32"))
+    direct = Segmenter(build_test_tiny(seed=11), model_type="test-tiny", placement=resolve_placement("cpu", "fp32"),
+                       sdpa=True)
     a = loaded.segment(photo, points=[(100, 100, 1)])
     b = direct.segment(photo, points=[(100, 100, 1)])
     c = ref.segment(photo, points=[(100, 100, 1)])
@@ -209,3 +210,18 @@ def test_fast_path_bf16_sdpa_agrees_with_fp32(photo):
         m1, m2 = a.masks[a.best_index], b.masks[a.best_index]
         ious.append((m1 & m2).sum() / max((m1 | m2).sum(), 1))
     assert min(ious) > 0.95, ious
+
+
+def test_default_sdpa_path_is_equivalent_within_tolerance(pair):
+    """from_pretrained uses SDPA attention: scores within 1e-5 of SamPredictor's (eager), and
+    masks equal except for pixels whose logit sits within ~1e-5 of the threshold."""
+    _, predictor, image = pair
+    fast = Segmenter.from_pretrained("test-tiny", device="cpu")
+    assert fast.sdpa
+    for kw in CASES.values():
+        ref_masks, ref_scores, ref_low = _reference(predictor, **kw)
+        res = fast.segment(image, **kw)
+        np.testing.assert_allclose(res.scores, ref_scores, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(res.low_res_logits, ref_low, atol=1e-4, rtol=0)
+        differ = (res.masks != ref_masks).mean()
+        assert differ <= 1e-4, differ
