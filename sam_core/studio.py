@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -358,8 +359,15 @@ class Studio:
             return
         cutoff = time.time() - 120  # Gradio copies outputs into its cache when it sends them
         for p in folder.iterdir():
-            if str(p) not in keep and p.stat().st_mtime < cutoff:
-                p.unlink(missing_ok=True)
+            try:
+                if str(p) in keep or p.stat().st_mtime >= cutoff:
+                    continue
+                if p.is_dir():  # an old export-* folder (unlink would raise IsADirectoryError)
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            except FileNotFoundError:  # pruned meanwhile by another call of the same session
+                pass
 
     def view(self, state: SessionState, status: str = "") -> View:
         """Render everything the UI shows for ``state`` at preview resolution."""

@@ -28,7 +28,10 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MODEL_CHOICES = ["vit_h", "vit_l", "vit_b", "test-tiny"]
 
 CSS = """
-#input-image img, #result img { object-fit: contain; }
+/* Gradio maps a click on the input image assuming object-fit: scale-down (never upscaled);
+   contain would upscale small images and shift every click on them. */
+#input-image img { object-fit: scale-down; }
+#result img { object-fit: contain; }
 #candidates .caption-label { white-space: normal; font-size: 0.8rem; }
 #header .warning { color: #b45309; font-weight: 600; }
 #status { min-height: 1.5em; }
