@@ -240,7 +240,8 @@ class Segmenter:
             self._cache.clear()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            smaller = {"vit_h": " Try --model vit_l or vit_b.", "vit_l": " Try --model vit_b."}.get(self.model_type, "")
+            smaller = {"vit_h": " Try a smaller model: vit_l or vit_b (Settings → Model, or --model).",
+                       "vit_l": " Try a smaller model: vit_b (Settings → Model, or --model)."}.get(self.model_type, "")
             raise ResourceError(
                 f"The GPU ran out of memory running {self.model_type}; the embedding cache was freed "
                 f"and the model is still loaded, so you can try again.{smaller}"

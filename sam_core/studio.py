@@ -11,7 +11,9 @@ pixels (the image the browser shows) and are divided by ``SessionState.scale``.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -29,7 +31,7 @@ import numpy as np
 
 from .cache import LRUCache
 from .engine import Segmenter, SegmentResult
-from .errors import ImageError, PromptError, UserError
+from .errors import ImageError, PromptError, ResourceError, UserError
 from .geometry import mask_metrics, mask_polygons, postprocess_mask, rle_encode
 from .images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
 from .prompts import Prompts
@@ -49,16 +51,27 @@ MAX_HISTORY = 200  # undo steps kept per session
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    A failed write (disk full, permissions) leaves nothing under ``path`` or the temp name and
+    raises :class:`ResourceError` naming only the file, not the server's folders.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as err:
+        log.error("could not write %s: %s", path, err)
+        raise ResourceError(
+            f"Could not write {path.name}: {err.strerror or type(err).__name__}"
+            + (" — the server's disk is full." if err.errno == errno.ENOSPC else ".")
+        ) from None
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -66,6 +79,26 @@ def safe_stem(name: str, default: str = "image") -> str:
     """A file-system-safe stem derived from a display name (never a path)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._-")[:60]
     return stem or default
+
+
+def _prune_dir(folder: Path, older_than_s: float, keep: set[str] = frozenset()) -> None:
+    """Delete entries of ``folder`` older than ``older_than_s`` seconds, except ``keep``.
+
+    Rendered files only need to live until Gradio has copied them into its cache.
+    """
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for p in folder.iterdir():
+        try:
+            if str(p) in keep or p.stat().st_mtime >= cutoff:
+                continue
+            if p.is_dir():  # an old export-* / api request folder
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        except FileNotFoundError:  # pruned meanwhile by another call
+            pass
 
 
 @dataclass(frozen=True)
@@ -162,6 +195,7 @@ class Studio:
         self.images: LRUCache[ImageEntry] = LRUCache(64, image_cache_mb << 20, lambda e: e.nbytes)
         self.runlog = RunLog(self.outputs_dir / "logs")
         self.render_dir = Path(tempfile.mkdtemp(prefix="sam-studio-"))
+        atexit.register(shutil.rmtree, self.render_dir, ignore_errors=True)
 
     # ----------------------------------------------------------------- models
     def segmenter(self, model_type: str | None = None, progress: Callable[[float, str], None] | None = None) -> Segmenter:
@@ -354,20 +388,7 @@ class Studio:
         return str(path)
 
     def _prune(self, state: SessionState, keep: set[str]) -> None:
-        folder = self.render_dir / state.session_id
-        if not folder.is_dir():
-            return
-        cutoff = time.time() - 120  # Gradio copies outputs into its cache when it sends them
-        for p in folder.iterdir():
-            try:
-                if str(p) in keep or p.stat().st_mtime >= cutoff:
-                    continue
-                if p.is_dir():  # an old export-* folder (unlink would raise IsADirectoryError)
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-            except FileNotFoundError:  # pruned meanwhile by another call of the same session
-                pass
+        _prune_dir(self.render_dir / state.session_id, 120, keep)
 
     def view(self, state: SessionState, status: str = "") -> View:
         """Render everything the UI shows for ``state`` at preview resolution."""
@@ -485,6 +506,7 @@ class Studio:
         result = seg.segment(entry.image.rgb, prompts.points, prompts.box, multimask=bool(multimask),
                              image_key=entry.key)
         state = dataclasses.replace(state, result=result, chosen=result.best_index)
+        _prune_dir(self.render_dir / "api", 600)  # the client fetched older masks long ago
         folder = self.render_dir / "api" / uuid.uuid4().hex[:12]
         candidates, paths = [], []
         stem = safe_stem(entry.image.name)

@@ -27,6 +27,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from sam_core.errors import ResourceError
+
 import demo
 from sam_core import studio as studio_mod
 from sam_core.runlog import RunLog
@@ -331,15 +333,16 @@ def test_outputs_are_written_atomically(studio, monkeypatch):
 
     monkeypatch.setattr(studio_mod.os, "replace", failing_replace)
     overlays_before = sorted((studio.outputs_dir / "overlays").iterdir())
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(gr.Error, match=r"Could not write coffee_overlay\d\.png: No space left on device — the server's disk is full") as err:
         h.export(state)
+    assert str(studio.render_dir) not in str(err.value)  # no server paths in the message
     export_dirs = sorted((studio.render_dir / state.session_id).glob("export-*"), key=lambda p: p.stat().st_mtime)
     partial = sorted(p.name for p in export_dirs[-1].iterdir())
     i = state.chosen + 1
     assert partial == sorted([f"coffee_mask{i}.png", f"coffee_cutout{i}.png"])  # the first two, whole
     for name in partial:
         Image.open(export_dirs[-1] / name).load()
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ResourceError, match="disk is full"):
         studio.save_overlay(state)
     assert sorted((studio.outputs_dir / "overlays").iterdir()) == overlays_before
     assert not _temp_files(studio.render_dir, studio.outputs_dir)

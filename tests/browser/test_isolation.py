@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from test_ui_browser import CAPTION, captions, metrics, natural_size, prompt_rows, shot, wait_idle, wait_rows
-from test_ui_browser import click_at as _click_at
+from test_ui_browser import CAPTION, captions, click_at, metrics, natural_size, prompt_rows, shot, wait_idle, wait_rows
 
 from sam_core.images import load_image
 
@@ -33,14 +32,6 @@ def start_upload(page, path: Path) -> None:
 def wait_status(page, text: str, timeout: float = 90_000) -> None:
     page.wait_for_function("t => document.querySelector('#status')?.innerText.includes(t)", arg=text,
                            timeout=timeout)
-
-
-def click_at(page, x: float, y: float) -> None:
-    """Click natural pixel (x, y) of the input image once its current ``src`` has loaded
-    (while a new render loads, naturalWidth is 0 and the position cannot be computed)."""
-    page.wait_for_function("() => { const i = document.querySelector('#input-image img');"
-                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
-    _click_at(page, x, y)
 
 
 def wait_captions(page, n: int = 3) -> None:

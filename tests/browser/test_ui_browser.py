@@ -90,6 +90,10 @@ def upload(page, path: Path) -> None:
 
 
 def click_at(page, x: float, y: float) -> None:
+    """Click natural pixel (x, y) of the input image once its current ``src`` has loaded
+    (while a new render loads, naturalWidth is 0 and the position cannot be computed)."""
+    page.wait_for_function("() => { const i = document.querySelector('#input-image img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
     page.locator("#input-image img").first.click(position=image_point(page, "#input-image", x, y))
 
 
