@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import platform
 import pstats
@@ -53,6 +52,8 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as demo.py does
 
 import numpy as np  # noqa: E402
+
+from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -374,7 +375,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from sam_core.images import load_image
     from sam_core.prompts import Prompts
     from sam_core.studio import Studio
 
@@ -486,11 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(studio.render_dir, ignore_errors=True)
-    line = json.dumps(result, separators=(",", ":"))
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(line + "\n")
-    print(line, flush=True)
+    emit_json(result, args.json_out)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import resource
@@ -40,6 +39,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+
+from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -312,11 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     if cuda:
         result["cuda_peak_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-    line = json.dumps(result, separators=(",", ":"))
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(line + "\n")
-    print(line, flush=True)
+    emit_json(result, args.json_out)
     return 0
 
 

@@ -243,7 +243,6 @@ def _fill_small_holes(mask: np.ndarray, box: tuple[int, int, int, int], min_hole
     if n <= 1:
         return mask
     sizes = _component_sizes(labels, n)
-    ch = py2 - py1
     # Strips of the image outside the padded crop, each touching one padding line,
     # which (being all background) lies in a single component.
     strips = []  # (label of the adjacent padding line, slice of the outside strip)

@@ -20,7 +20,7 @@ from gradio.data_classes import FileData
 
 from .errors import PromptError, UserError
 from .prompts import Prompts
-from .studio import MODE_BOX, MODE_FG, MODES, ROW_HEADERS, SessionState, Settings, Studio, View, prompts_from_rows
+from .studio import MODE_FG, MODES, ROW_HEADERS, SessionState, Settings, Studio, View, prompts_from_rows
 
 log = logging.getLogger(__name__)
 
