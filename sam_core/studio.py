@@ -153,8 +153,7 @@ class SessionState:
     result: SegmentResult | None = None
     chosen: int = 0
     settings: Settings = field(default_factory=Settings)
-    last_run_id: int | None = None
-    encode_ms: float = 0.0
+    encode_ms: float = 0.0  # time open_image took (decode + encode, or a cache hit)
 
     @property
     def has_image(self) -> bool:
@@ -201,7 +200,10 @@ class Studio:
     def segmenter(self, model_type: str | None = None, progress: Callable[[float, str], None] | None = None) -> Segmenter:
         """The Segmenter for ``model_type`` (loaded on first use, downloads included)."""
         model_type = model_type or self.default_model
-        with self._models_lock:
+        seg = self._models.get(model_type)  # loaded models need no lock: clicks never wait on a download
+        if seg is not None:
+            return seg
+        with self._models_lock:  # one load at a time
             seg = self._models.get(model_type)
             if seg is not None:
                 return seg
@@ -316,7 +318,7 @@ class Studio:
         result = seg.decode(emb, state.prompts, multimask=state.settings.multimask, mask_input=mask_input,
                             encode_ms=encode_ms, cache_hit=hit)
         new = dataclasses.replace(state, result=result, chosen=result.best_index)
-        new.last_run_id = self._log(new, entry, seg, source)
+        self._log(new, entry, seg, source)
         return new
 
     def choose(self, state: SessionState, index: int) -> SessionState:

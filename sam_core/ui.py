@@ -159,7 +159,8 @@ class Handlers:
                                            progress=lambda f, msg: progress(f, desc=msg))
         except UserError as err:
             _fail(err)
-        return self.render(state, f"Loaded {state.image_name} ({state.size[0]}×{state.size[1]}) · {self._status(state)}")
+        return self.render(state, f"Loaded {state.image_name} ({state.size[0]}×{state.size[1]}, ready in "
+                                  f"{state.encode_ms / 1000:.1f} s) · {self._status(state)}")
 
     def example(self, path: str, preset: str, state: SessionState | None, progress=gr.Progress()) -> tuple:
         state = self._state(state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -34,7 +35,7 @@ def unpack(out):
 def test_upload_then_click_gives_three_candidates(handlers):
     state, image, gallery, annotated, metrics, rows, status = unpack(handlers.upload(str(COFFEE), None))
     assert isinstance(state, SessionState) and state.size == (600, 400)
-    assert "Loaded coffee.png (600×400)" in status
+    assert re.search(r"Loaded coffee.png \(600×400, ready in \d+\.\d s\)", status)
     assert Image.open(image).size == (600, 400) and rows == [] and annotated is None
     state, image, gallery, annotated, metrics, rows, status = unpack(handlers.select(state, MODE_FG, sel(290, 230)))
     assert len(gallery['value']) == 3

@@ -78,8 +78,8 @@ def test_two_visitors_never_see_each_other(browser, app_server, tiny_segmenter):
         # both upload at the same time
         start_upload(a, COFFEE)
         start_upload(b, CHELSEA)
-        wait_status(a, "Loaded coffee.png (600×400)")
-        wait_status(b, "Loaded chelsea.png (451×300)")
+        wait_status(a, "Loaded coffee.png (600×400,")
+        wait_status(b, "Loaded chelsea.png (451×300,")
         wait_idle(a)
         wait_idle(b)
         assert natural_size(a, "#input-image") == (600, 400)
