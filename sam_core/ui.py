@@ -11,6 +11,7 @@ import dataclasses
 import html
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MODEL_CHOICES = ["vit_h", "vit_l", "vit_b", "test-tiny"]
+WEBCAM_NAME = re.compile(r"image\.(png|jpeg)")  # what Gradio's webcam names a capture
 
 CSS = """
 /* Gradio maps a click on the input image assuming object-fit: scale-down (never upscaled);
@@ -162,6 +164,16 @@ class Handlers:
         return self.render(state, f"Loaded {state.image_name} ({state.size[0]}×{state.size[1]}, ready in "
                                   f"{state.encode_ms / 1000:.1f} s) · {self._status(state)}")
 
+    def webcam(self, path: str | None, state: SessionState | None, progress=gr.Progress()) -> tuple:
+        """``.change``: a webcam capture arrives only as a change (no upload event).
+
+        The change event also fires when a handler shows a new render in the image, so only a
+        capture (which the front end names ``image.png`` / ``image.jpeg``) is opened.
+        """
+        if not path or not WEBCAM_NAME.fullmatch(Path(path).name) or (state and state.image_path == path):
+            return tuple(gr.skip() for _ in range(7))
+        return self.upload(path, state, progress)
+
     def example(self, path: str, preset: str, state: SessionState | None, progress=gr.Progress()) -> tuple:
         state = self._state(state)
         try:
@@ -296,7 +308,7 @@ def build_app(studio: Studio, *, gpu: Callable[[Callable], Callable] | None = No
     """
     h = Handlers(studio)
     if gpu is not None:
-        for name in ("upload", "example", "select", "undo", "edit_prompts", "settings", "switch_model",
+        for name in ("upload", "webcam", "example", "select", "undo", "edit_prompts", "settings", "switch_model",
                      "export", "save", "api_segment"):
             setattr(h, name, gpu(getattr(h, name)))
     # delete_cache: every 30 min, drop cached files (renders, uploads) older than an hour
@@ -359,6 +371,7 @@ def build_app(studio: Studio, *, gpu: Callable[[Callable], Callable] | None = No
         hidden = dict(api_visibility="private")
         image.upload(h.upload, [image, state], outputs, **hidden)
         image.clear(h.upload, [image, state], outputs, **hidden)
+        image.change(h.webcam, [image, state], outputs, **hidden)
         image.select(h.select, [state, mode], outputs, **hidden)
         undo.click(h.undo, [state], outputs, **hidden)
         clear.click(h.clear, [state], outputs, **hidden)

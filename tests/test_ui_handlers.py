@@ -198,3 +198,14 @@ def test_switching_to_a_missing_model_offline_explains(handlers, tmp_path, monke
     # switching to a model that loads works and re-encodes the image for it
     out = handlers.switch_model("test-tiny", state)
     assert out[0].model_type == "test-tiny"
+
+
+def test_webcam_capture_opens_but_own_renders_do_not(handlers, tmp_path):
+    """Gradio reports a webcam capture only as a change, named image.png; our renders also fire change."""
+    state, rendered, *_ = handlers.upload(str(COFFEE), None)
+    skipped = handlers.webcam(rendered, state)
+    assert all(isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1 for v in skipped)
+    capture = tmp_path / "image.png"
+    Image.open(ROOT / "examples" / "chelsea.png").save(capture)
+    out = handlers.webcam(str(capture), state)
+    assert out[0].size == (451, 300) and out[0].session_id == state.session_id

@@ -217,3 +217,28 @@ def test_warm_click_latency_20mp(browser, app_server):
     print("\n20 MP warm click in the browser:", json.dumps(result))
     shot(page, "10-20mp")
     page.close()
+
+
+def test_webcam_capture_is_opened(browser, app_server):
+    """Chromium's fake camera: capture a photo, it becomes the image, and a click segments it."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.goto(app_server.url)
+    page.wait_for_selector("#input-image")
+    page.get_by_role("button", name="Capture from camera").click()
+    page.get_by_text("Click to Access Webcam").click()
+    # capture only once the fake camera's stream plays (else the capture is empty)
+    page.wait_for_function("() => { const v = document.querySelector('#input-image video');"
+                           " return v && v.readyState >= 2 && v.videoWidth > 0; }", timeout=30_000)
+    page.locator("#input-image button[aria-label='capture photo']").click()
+    page.wait_for_function("() => document.querySelector('#status')?.innerText.includes('Loaded image.png')",
+                           timeout=60_000)
+    wait_idle(page)
+    w, h = natural_size(page, "#input-image")
+    click_at(page, w / 2, h / 2)
+    wait_rows(page, 1)
+    page.wait_for_function("() => document.querySelectorAll('#candidates .caption-label').length === 3")
+    wait_idle(page)
+    time.sleep(0.5)
+    shot(page, "11-webcam")
+    context.close()
