@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 import weakref
@@ -550,3 +551,30 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     out["mean_points"] = _mean(points)
     out["box_rate"] = _mean(boxes)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sam_core.runlog [--dir outputs/logs] [--csv F] [--jsonl F]``: summary JSON."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m sam_core.runlog",
+                                 description="Summarise the run log (latency percentiles, cache hit rate, "
+                                 "scores, area fractions, clicks per run) and optionally export it.")
+    ap.add_argument("--dir", default="outputs/logs", help="the run-log folder (default outputs/logs)")
+    ap.add_argument("--csv", help="also write all records to this CSV file")
+    ap.add_argument("--jsonl", help="also write all records to this JSON-lines file")
+    args = ap.parse_args(argv)
+    if not (Path(args.dir) / "runs.sqlite").exists():
+        print(f"error: no run log in {args.dir}", file=sys.stderr)
+        return 2
+    with RunLog(args.dir) as runlog:
+        if args.csv:
+            runlog.export_csv(args.csv)
+        if args.jsonl:
+            runlog.export_jsonl(args.jsonl)
+        print(json.dumps(summarize(runlog.records()), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

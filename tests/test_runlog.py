@@ -407,3 +407,23 @@ def test_summarize_on_log_records(tmp_path: Path) -> None:
         s = summarize(log.records())
     assert (s["decode_ms_p50"], s["decode_ms_p95"], s["decode_ms_p99"]) == (50, 95, 99)
     assert s["cache_hit_rate"] == 0.25 and s["mean_points"] is None
+
+
+def test_command_line_summary_and_exports(tmp_path):
+    log_dir = tmp_path / "logs"
+    with RunLog(log_dir) as log:
+        for i in range(5):
+            log.append({"decode_ms": 10.0 * (i + 1), "cache_hit": i > 0, "encode_ms": 500.0,
+                        "prompts": {"points": [[1, 2, 1]] * (i + 1), "box": None}, "score": 0.5})
+    out = subprocess.run([sys.executable, "-m", "sam_core.runlog", "--dir", str(log_dir),
+                          "--csv", str(tmp_path / "runs.csv"), "--jsonl", str(tmp_path / "runs.jsonl")],
+                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["count"] == 5 and summary["decode_ms_p50"] == 30.0 and summary["cache_hit_rate"] == 0.8
+    assert summary["mean_points"] == 3.0
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5
+    assert len((tmp_path / "runs.csv").read_text().splitlines()) == 6
+    missing = subprocess.run([sys.executable, "-m", "sam_core.runlog", "--dir", str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert missing.returncode == 2 and "no run log" in missing.stderr
