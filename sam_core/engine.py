@@ -68,6 +68,7 @@ class SegmentResult:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _masks: np.ndarray | None = field(default=None, repr=False)
     _preview: tuple[tuple, np.ndarray] | None = field(default=None, repr=False)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # callers' derived renders of this result
 
     @property
     def best_index(self) -> int:

@@ -354,17 +354,32 @@ class Studio:
     # ----------------------------------------------------------------- masks
     def _preview_masks(self, state: SessionState, entry: ImageEntry) -> np.ndarray:
         """(N, h, w) bool candidate masks at preview size, post-processed per settings."""
-        assert state.result is not None
-        h, w = entry.preview.shape[:2]
-        masks = state.result.preview_masks((h, w), threshold=state.settings.threshold)
+        return self._chosen_preview(state, entry)[0]
+
+    def _chosen_metrics(self, state: SessionState, entry: ImageEntry) -> dict[str, Any]:
+        """Metrics of the chosen preview mask, in full-image units."""
+        return self._chosen_preview(state, entry)[1]
+
+    def _chosen_preview(self, state: SessionState, entry: ImageEntry) -> tuple[np.ndarray, dict[str, Any]]:
+        """Preview masks and the chosen mask's metrics, computed once per (result, settings, choice).
+
+        A click both logs and renders these; the memo lives on the session's own result.
+        """
+        res = state.result
+        assert res is not None
         s = state.settings
-        if s.min_island or s.min_hole:
-            area = entry.scale ** 2
-            masks = np.stack([
-                postprocess_mask(m, min_island=int(s.min_island * area), min_hole=int(s.min_hole * area))
-                for m in masks
-            ])
-        return masks
+        h, w = entry.preview.shape[:2]
+        key = ((h, w), s.threshold, s.min_island, s.min_hole, state.chosen)
+        if res.memo.get("key") != key:
+            masks = res.preview_masks((h, w), threshold=s.threshold)
+            if s.min_island or s.min_hole:
+                area = entry.scale ** 2
+                masks = np.stack([
+                    postprocess_mask(m, min_island=int(s.min_island * area), min_hole=int(s.min_hole * area))
+                    for m in masks
+                ])
+            res.memo.update(key=key, masks=masks, metrics=mask_metrics(masks[state.chosen], scale=entry.scale))
+        return res.memo["masks"], res.memo["metrics"]
 
     def full_mask(self, state: SessionState, index: int | None = None) -> np.ndarray:
         """(H, W) bool chosen mask at full resolution, post-processed per settings."""
@@ -376,10 +391,6 @@ class Studio:
         if s.min_island or s.min_hole:
             mask = postprocess_mask(mask, min_island=s.min_island, min_hole=s.min_hole)
         return mask
-
-    def _chosen_metrics(self, state: SessionState, entry: ImageEntry) -> dict[str, Any]:
-        mask = self._preview_masks(state, entry)[state.chosen]
-        return mask_metrics(mask, scale=entry.scale)
 
     # ----------------------------------------------------------------- rendering
     def _write(self, state: SessionState, stem: str, data: bytes, ext: str) -> str:
@@ -422,7 +433,7 @@ class Studio:
             png = encode_mask_png(chosen, colors[state.chosen], s.alpha)
             ann = [(self._write(state, "mask", png, "png"), label)]
             annotated = (input_path, ann)
-            m = mask_metrics(chosen, scale=scale)
+            m = self._chosen_metrics(state, entry)
             metrics = {
                 "index": state.chosen + 1,
                 "score": round(float(res.scores[state.chosen]), 4),

@@ -331,13 +331,19 @@ def test_corrupt_file_without_cache_is_not_kept(tmp_path: Path, data: bytes, off
     assert not record_file(folder).exists()
 
 
-def test_corrupt_file_replaced_from_cache(tmp_path: Path, data: bytes, offline, caplog) -> None:
+def cached_and_placed(tmp_path: Path, data: bytes, placed: bytes):
+    """A good copy in the Hub cache and ``placed`` bytes under the final name: (spec, folder, target)."""
     spec = make_spec(data)
     fill_cache(tmp_path / "hf", spec.hub_path, data)
     folder = tmp_path / "ck"
     folder.mkdir()
     target = folder / FILENAME
-    target.write_bytes(data)
+    target.write_bytes(placed)
+    return spec, folder, target
+
+
+def test_corrupt_file_replaced_from_cache(tmp_path: Path, data: bytes, offline, caplog) -> None:
+    spec, folder, target = cached_and_placed(tmp_path, data, data)
     flip_byte(target)
     with caplog.at_level("WARNING", logger="sam_core.checkpoints"):
         path = ck.resolve_checkpoint("vit_b", checkpoints_dir=folder, spec=spec, cache_dir=tmp_path / "hf")
@@ -347,12 +353,7 @@ def test_corrupt_file_replaced_from_cache(tmp_path: Path, data: bytes, offline, 
 
 
 def test_truncated_file_refetched(tmp_path: Path, data: bytes, offline, hash_calls) -> None:
-    spec = make_spec(data)
-    fill_cache(tmp_path / "hf", spec.hub_path, data)
-    folder = tmp_path / "ck"
-    folder.mkdir()
-    target = folder / FILENAME
-    target.write_bytes(data[:1000])
+    spec, folder, target = cached_and_placed(tmp_path, data, data[:1000])
     path = ck.resolve_checkpoint("vit_b", checkpoints_dir=folder, spec=spec, cache_dir=tmp_path / "hf")
     assert path == target and target.read_bytes() == data
     assert len(hash_calls) == 1 and hash_calls[0] != target  # size check rejected it; only the download hashed
