@@ -93,8 +93,8 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 def build(args: argparse.Namespace):
     """Load the model and build the Blocks app (no server yet). Returns (app, studio)."""
     from sam_core import Segmenter
-    from sam_core.studio import Studio
-    from sam_core.ui import build_app
+    from sam_core.app.studio import Studio
+    from sam_core.ui.app import build_app
 
     def load(model_type: str, checkpoint: str | None = None):
         return Segmenter.from_pretrained(model_type, checkpoint, args.device, args.precision,
@@ -109,7 +109,7 @@ def build(args: argparse.Namespace):
 
 
 def launch_kwargs(args: argparse.Namespace, studio) -> dict:
-    from sam_core.ui import CSS
+    from sam_core.ui.app import CSS
 
     return dict(
         server_name=args.host,
@@ -125,7 +125,7 @@ def launch_kwargs(args: argparse.Namespace, studio) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    from sam_core.errors import UserError
+    from sam_core.core.errors import UserError
 
     try:
         auth = parse_auth(args.auth)

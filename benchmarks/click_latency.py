@@ -14,11 +14,11 @@ encoder run, prompts = one foreground point + a box (the rocket preset), multima
   prompts drawn, 3 candidate thumbnails, the annotation PNG, metrics; written as files for
   Gradio, as the UI sends them).
 * reference: ``SamPredictor.predict(..., multimask_output=True)`` at full resolution plus a
-  full-resolution overlay per candidate (``sam_core.render.overlay_mask``), each PNG-encoded
+  full-resolution overlay per candidate (``sam_core.core.render.overlay_mask``), each PNG-encoded
   with PIL's defaults -- what a straightforward Gradio app does on a click.
 
 Also measured: export of the full-resolution mask PNG (``result.full_mask(i)`` +
-``sam_core.render.encode_png``) and the whole ``studio.export(state)``.
+``sam_core.core.render.encode_png``) and the whole ``studio.export(state)``.
 
 ``test-tiny`` has the real prompt encoder and mask decoder, so the click cost is vit_h's;
 ``--model vit_b|vit_l|vit_h`` builds that model with random weights (slow to build on a CPU).
@@ -85,7 +85,7 @@ def _sync(device: torch.device) -> None:
 def build_segmenter(model_type: str, device: str, precision: str):
     """A Segmenter for ``model_type``; real model types get seeded random weights."""
     from sam_core import Segmenter
-    from sam_core.models import resolve_placement
+    from sam_core.model.build import resolve_placement
 
     if model_type == "test-tiny":
         return Segmenter.from_pretrained("test-tiny", device=device, precision=precision, progress=False)
@@ -145,8 +145,8 @@ _MISSING = object()
 
 def install_taps(studio: Any) -> Taps:
     """Time the parts of one click (inclusive times; nested parts overlap their callers)."""
-    import sam_core.engine as engine
-    import sam_core.studio as studio_mod
+    import sam_core.model.segmenter as engine
+    import sam_core.app.studio as studio_mod
 
     taps = Taps()
     taps.tap(engine.Segmenter, "embed", "embed_cache_lookup")
@@ -281,7 +281,7 @@ def profile_clicks(studio: Any, state: Any, n: int, top: int = 18) -> str:
 
 
 def measure_export(studio: Any, state: Any, runs: int) -> dict[str, Any]:
-    from sam_core.render import encode_png
+    from sam_core.core.render import encode_png
 
     res, i = state.result, state.chosen
     full, enc, both, nbytes = [], [], [], 0
@@ -315,7 +315,7 @@ def measure_reference(seg: Any, rgb: np.ndarray, runs: int, log: Callable[[str],
     """SamPredictor at full resolution + a full-size overlay PNG (PIL defaults) per candidate."""
     from segment_anything import SamPredictor
 
-    from sam_core.render import PALETTE, overlay_mask
+    from sam_core.core.render import PALETTE, overlay_mask
 
     predictor = SamPredictor(seg.model)
     t0 = time.perf_counter()
@@ -375,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from sam_core.prompts import Prompts
-    from sam_core.studio import Studio
+    from sam_core.core.prompts import Prompts
+    from sam_core.app.studio import Studio
 
     def log(msg: str) -> None:
         print(msg, flush=True)

@@ -10,7 +10,7 @@ relative-position tables get random values too, so the SDPA bias path is exercis
 input is a real example image (examples/coffee.png) resized and normalised through the
 Segmenter's own path. The reference is the fp32 eager encoder (original attention) on the
 same input; the configured encoder runs under ``torch.autocast(device, bfloat16)`` with
-``--precision bf16``, with ``sam_core.models.enable_sdpa`` with ``--sdpa on`` and through
+``--precision bf16``, with ``sam_core.model.build.enable_sdpa`` with ``--sdpa on`` and through
 ``torch.compile`` with ``--compile on`` (the first call's compile time is reported as
 ``compile_s`` and excluded from the timings, like the other warm-up runs).
 
@@ -73,7 +73,7 @@ def build_random_model(model_type: str, seed: int):
     from segment_anything import sam_model_registry
     from segment_anything.modeling.image_encoder import Attention
 
-    from sam_core.models import build_test_tiny
+    from sam_core.model.build import build_test_tiny
 
     if model_type == "test-tiny":
         return build_test_tiny(seed=seed)
@@ -119,8 +119,8 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, 
 def mask_agreement(seg: Any, ref: torch.Tensor, fast: torch.Tensor, original_size: tuple[int, int],
                    input_size: tuple[int, int]) -> dict[str, Any]:
     """Decode PROMPT_SETS from both embeddings with the same fp32 decoder; IoU of best masks."""
-    from sam_core.engine import Embedding
-    from sam_core.prompts import Prompts
+    from sam_core.model.segmenter import Embedding
+    from sam_core.core.prompts import Prompts
 
     def emb(features: torch.Tensor, key: str) -> Embedding:
         return Embedding(key, features.float(), original_size, input_size, 0.0)
@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", default=None, help="also write the JSON object to this file")
     args = ap.parse_args(argv)
 
-    from sam_core.engine import Segmenter
-    from sam_core.images import load_image
-    from sam_core.models import enable_sdpa, resolve_placement
+    from sam_core.model.segmenter import Segmenter
+    from sam_core.core.images import load_image
+    from sam_core.model.build import enable_sdpa, resolve_placement
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 
     python benchmarks/new_image.py [--image examples/rocket_20mp.jpg] [--runs 5]
 
-Steps (ours): decode (sam_core.images.load_image), content hash, 1536 px preview, image
+Steps (ours): decode (sam_core.core.images.load_image), content hash, 1536 px preview, image
 stats (on the preview), resize to a long side of 1024 + tensor (Segmenter.prepare_input). Reference: what
 SamPredictor.set_image does before the encoder (ResizeLongestSide.apply_image on the decoded
 array, torch tensor, permute) after a plain PIL decode. Prints one JSON object last.
@@ -26,9 +26,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from segment_anything.utils.transforms import ResizeLongestSide  # noqa: E402
 
-from sam_core.images import image_hash, image_stats, load_image, preview  # noqa: E402
-from sam_core.models import build_test_tiny, resolve_placement  # noqa: E402
-from sam_core.engine import Segmenter  # noqa: E402
+from sam_core.core.images import image_hash, image_stats, load_image, preview  # noqa: E402
+from sam_core.model.build import build_test_tiny, resolve_placement  # noqa: E402
+from sam_core.model.segmenter import Segmenter  # noqa: E402
 
 
 def timed(fn, runs: int) -> tuple[float, object]:

@@ -11,7 +11,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from sam_core import Segmenter
-from sam_core.images import load_image
+from sam_core.core.images import load_image
 from sam_core.runlog import RunLog
 from server import run_server
 

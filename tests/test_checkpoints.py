@@ -1,4 +1,4 @@
-"""Tests for sam_core.checkpoints: registry, offline-cache download, verification, locking.
+"""Tests for sam_core.model.weights: registry, offline-cache download, verification, locking.
 
 No network: a Hugging Face cache is pre-filled with small fake files and huggingface_hub runs
 in offline mode (HF_HUB_OFFLINE=1 in subprocesses, or the constant patched in-process).
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sam_core import checkpoints as ck
-from sam_core.errors import CheckpointError, UserError
+from sam_core.model import weights as ck
+from sam_core.core.errors import CheckpointError, UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = "ybelkada/segment-anything"
@@ -87,7 +87,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def hash_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Spy on sam_core.checkpoints.sha256_file; returns the list of hashed paths."""
+    """Spy on sam_core.model.weights.sha256_file; returns the list of hashed paths."""
     calls: list[Path] = []
     real = ck.sha256_file
 
@@ -107,8 +107,8 @@ args = json.loads(sys.argv[1])
 pkg = types.ModuleType("sam_core")
 pkg.__path__ = [os.path.join(args["root"], "sam_core")]
 sys.modules["sam_core"] = pkg
-from sam_core.checkpoints import CheckpointSpec, resolve_checkpoint
-from sam_core.errors import CheckpointError
+from sam_core.model.weights import CheckpointSpec, resolve_checkpoint
+from sam_core.core.errors import CheckpointError
 spec = CheckpointSpec(**args["spec"])
 barrier = args.get("barrier")
 if barrier:  # wait until every process is ready, so they resolve at the same moment
@@ -345,7 +345,7 @@ def cached_and_placed(tmp_path: Path, data: bytes, placed: bytes):
 def test_corrupt_file_replaced_from_cache(tmp_path: Path, data: bytes, offline, caplog) -> None:
     spec, folder, target = cached_and_placed(tmp_path, data, data)
     flip_byte(target)
-    with caplog.at_level("WARNING", logger="sam_core.checkpoints"):
+    with caplog.at_level("WARNING", logger="sam_core.model.weights"):
         path = ck.resolve_checkpoint("vit_b", checkpoints_dir=folder, spec=spec, cache_dir=tmp_path / "hf")
     assert path == target and target.read_bytes() == data
     assert any(str(target) in r.getMessage() and "downloading again" in r.getMessage() for r in caplog.records)

@@ -31,8 +31,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from corpus import print_table
-from sam_core.geometry import mask_metrics
-from sam_core.images import image_hash, load_image
+from sam_core.core.geometry import mask_metrics
+from sam_core.core.images import image_hash, load_image
 from sam_core.runlog import RunLog
 from server import run_server
 from synth import photo_like
@@ -298,7 +298,7 @@ import json, os, sys, types
 root, folder, spec_json = sys.argv[1:4]
 pkg = types.ModuleType("sam_core"); pkg.__path__ = [os.path.join(root, "sam_core")]
 sys.modules["sam_core"] = pkg
-import sam_core.checkpoints as ck
+import sam_core.model.weights as ck
 hashed, real = [], ck.sha256_file
 def spy(path, **kw):
     hashed.append(str(path)); return real(path, **kw)
@@ -327,7 +327,7 @@ def _fill_hf_cache(cache: Path, hub_path: str, data: bytes, repo_id: str = "ybel
 
 
 def test_restart_reuses_verified_checkpoint_and_never_trusts_a_broken_one(tmp_path):
-    from sam_core.checkpoints import CheckpointSpec
+    from sam_core.model.weights import CheckpointSpec
 
     data = os.urandom(64 * 1024)
     name = "sam_vit_b_e2e001.pth"

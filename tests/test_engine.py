@@ -10,7 +10,7 @@ import torch
 from segment_anything import SamPredictor
 
 from sam_core import CheckpointError, PromptError, Segmenter
-from sam_core.models import build_test_tiny, enable_sdpa, resolve_placement
+from sam_core.model.build import build_test_tiny, enable_sdpa, resolve_placement
 
 from synth import photo_like
 

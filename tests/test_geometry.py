@@ -1,4 +1,4 @@
-"""Tests for sam_core.geometry on hand-made shapes (pixel coords: x right, y down)."""
+"""Tests for sam_core.core.geometry on hand-made shapes (pixel coords: x right, y down)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from sam_core.geometry import (
+from sam_core.core.geometry import (
     area_fraction,
     mask_area,
     mask_bbox,

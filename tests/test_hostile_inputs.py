@@ -26,9 +26,9 @@ from PIL import Image
 
 from corpus import FileCase, bad_files, odd_images, print_table
 from sam_core import Segmenter
-from sam_core.prompts import MAX_POINTS
-from sam_core.studio import MODE_FG, Studio
-from sam_core.ui import Handlers
+from sam_core.core.prompts import MAX_POINTS
+from sam_core.app.studio import MODE_FG, Studio
+from sam_core.ui.app import Handlers
 from server import run_server
 
 ROOT = Path(__file__).resolve().parents[1]

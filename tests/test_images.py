@@ -1,4 +1,4 @@
-"""Tests for sam_core.images: loading/validation, hashing, preview scaling, stats.
+"""Tests for sam_core.core.images: loading/validation, hashing, preview scaling, stats.
 
 Every input is made on the fly in tmp_path; all images are tiny except the PNG "bombs",
 which are a few hundred kB on disk and must never be decoded.
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_core.errors import ImageError, UserError
-from sam_core.images import (
+from sam_core.core.errors import ImageError, UserError
+from sam_core.core.images import (
     DEFAULT_MAX_PIXELS,
     LoadedImage,
     image_hash,

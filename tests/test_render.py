@@ -1,4 +1,4 @@
-"""Tests for sam_core.render (images (H, W, 3) uint8 RGB; pixel coords x right, y down)."""
+"""Tests for sam_core.core.render (images (H, W, 3) uint8 RGB; pixel coords x right, y down)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_core.geometry import mask_bbox, mask_metrics, rle_decode, rle_encode
-from sam_core.render import (
+from sam_core.core.geometry import mask_bbox, mask_metrics, rle_decode, rle_encode
+from sam_core.core.render import (
     BG_COLOR,
     BOX_COLOR,
     FG_COLOR,

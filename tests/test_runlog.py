@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sam_core import runlog as runlog_mod
+from sam_core.runlog import store as runlog_mod
 from sam_core.runlog import RECORD_FIELDS, SCHEMA_VERSION, RunLog, summarize
 
 RUNLOG_PY = Path(runlog_mod.__file__).resolve()

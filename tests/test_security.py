@@ -27,13 +27,13 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from sam_core.errors import ResourceError
+from sam_core.core.errors import ResourceError
 
 import demo
-from sam_core import studio as studio_mod
+from sam_core.app import studio as studio_mod
 from sam_core.runlog import RunLog
-from sam_core.studio import MODE_FG, SessionState, Studio
-from sam_core.ui import Handlers
+from sam_core.app.studio import MODE_FG, SessionState, Studio
+from sam_core.ui.app import Handlers
 from server import run_server
 
 ROOT = Path(__file__).resolve().parents[1]

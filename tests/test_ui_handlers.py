@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_core.studio import MODE_BG, MODE_BOX, MODE_FG, SessionState, Studio
-from sam_core.ui import Handlers, build_app, load_presets, metrics_html
+from sam_core.app.studio import MODE_BG, MODE_BOX, MODE_FG, SessionState, Studio
+from sam_core.ui.app import Handlers, build_app, load_presets, metrics_html
 
 ROOT = Path(__file__).resolve().parents[1]
 COFFEE = ROOT / "examples" / "coffee.png"

@@ -8,7 +8,7 @@ import pytest
 
 from test_ui_browser import CAPTION, captions, click_at, metrics, natural_size, prompt_rows, shot, wait_idle, wait_rows
 
-from sam_core.images import load_image
+from sam_core.core.images import load_image
 
 ROOT = Path(__file__).resolve().parents[2]
 COFFEE = ROOT / "examples" / "coffee.png"  # 600 x 400

@@ -19,13 +19,13 @@ import gradio as gr
 from gradio.components.annotated_image import AnnotatedImageData, Annotation
 from gradio.data_classes import FileData
 
-from .errors import PromptError, UserError
-from .prompts import Prompts
-from .studio import MODE_FG, MODES, ROW_HEADERS, SessionState, Settings, Studio, View, prompts_from_rows
+from sam_core.core.errors import PromptError, UserError
+from sam_core.core.prompts import Prompts
+from sam_core.app.studio import MODE_FG, MODES, ROW_HEADERS, SessionState, Settings, Studio, View, prompts_from_rows
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 MODEL_CHOICES = ["vit_h", "vit_l", "vit_b", "test-tiny"]
 WEBCAM_NAME = re.compile(r"image\.(png|jpeg)")  # what Gradio's webcam names a capture
 

@@ -24,12 +24,12 @@ from PIL import Image
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from .cache import LRUCache
-from .checkpoints import resolve_checkpoint
-from .errors import ResourceError
-from .images import image_hash
-from .models import TEST_TINY, Placement, build_model, enable_sdpa, resolve_placement
-from .prompts import Prompts
+from sam_core.core.cache import LRUCache
+from sam_core.model.weights import resolve_checkpoint
+from sam_core.core.errors import ResourceError
+from sam_core.core.images import image_hash
+from sam_core.model.build import TEST_TINY, Placement, build_model, enable_sdpa, resolve_placement
+from sam_core.core.prompts import Prompts
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from segment_anything.modeling import (
 )
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 
-from .errors import CheckpointError
+from sam_core.core.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

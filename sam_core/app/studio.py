@@ -29,15 +29,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .cache import LRUCache
-from .engine import Segmenter, SegmentResult
-from .errors import ImageError, PromptError, ResourceError, UserError
-from .geometry import mask_metrics, mask_polygons, postprocess_mask, rle_encode
-from .images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
-from .prompts import Prompts
-from .render import (PALETTE, candidate_thumbnails, cutout_rgba, draw_prompts, encode_jpeg, encode_mask_png,
+from sam_core.core.cache import LRUCache
+from sam_core.model.segmenter import Segmenter, SegmentResult
+from sam_core.core.errors import ImageError, PromptError, ResourceError, UserError
+from sam_core.core.geometry import mask_metrics, mask_polygons, postprocess_mask, rle_encode
+from sam_core.core.images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
+from sam_core.core.prompts import Prompts
+from sam_core.core.render import (PALETTE, candidate_thumbnails, cutout_rgba, draw_prompts, encode_jpeg, encode_mask_png,
                      encode_png, overlay_mask)
-from .runlog import RunLog
+from sam_core.runlog import RunLog
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sam_core.errors import CheckpointError
+from sam_core.core.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def default_checkpoints_dir() -> Path:
     env = os.environ.get("SAM_CHECKPOINTS_DIR", "").strip()
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def default_repo_id() -> str:

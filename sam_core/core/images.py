@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from sam_core.errors import ImageError
+from sam_core.core.errors import ImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -1,0 +1,7 @@
+"""``python -m sam_core.runlog``: the monitoring summary and CSV/JSONL exports."""
+
+import sys
+
+from sam_core.runlog.store import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The UI layer: everything that imports gradio lives here."""
