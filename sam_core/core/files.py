@@ -1,0 +1,64 @@
+"""Files written by the app: one atomic-write helper and safe file names.
+
+Everything SAM Studio writes for a user (exports, saved overlays, run-log exports,
+verification records, batch outputs) goes through :func:`write_atomic`, so a crash or a
+full disk never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from sam_core.core.errors import ResourceError
+
+log = logging.getLogger(__name__)
+
+Writer = Callable[[BinaryIO], None]
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | Writer, *, fsync: bool = False) -> Path:
+    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically.
+
+    The bytes go to a temp file in the same folder, which is then renamed with ``os.replace``.
+    A failed write (disk full, permissions) leaves nothing under ``path`` or the temp name and
+    raises :class:`ResourceError` naming only the file, never the server's folders.
+    ``fsync``: flush to disk before the rename (for files that must survive a power loss).
+    """
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                data(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        log.error("could not write %s: %s", path, err)
+        raise ResourceError(
+            f"Could not write {path.name}: {err.strerror or type(err).__name__}"
+            + (" — the server's disk is full." if err.errno in (errno.ENOSPC, errno.EDQUOT) else ".")
+        ) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def safe_stem(name: str, default: str = "image") -> str:
+    """A file-system-safe stem (``[A-Za-z0-9._-]``, at most 60 characters) from a display name."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._-")[:60]
+    return stem or default
