@@ -376,7 +376,7 @@ def test_png_bomb_is_refused_from_the_header_fast(bomb_png: Path) -> None:
     msg = str(err.value)
     assert "image.png is 30000×30000 = 900.0 MP" in msg
     assert "above the limit of 50.0 MP" in msg and "downscale" in msg
-    assert Image.MAX_IMAGE_PIXELS == limit_before  # PIL's global is restored
+    assert limit_before == Image.MAX_IMAGE_PIXELS  # PIL's global is restored
 
 
 def test_size_check_happens_before_any_decoding(tmp_path: Path) -> None:
@@ -416,7 +416,7 @@ def test_concurrent_loads_restore_pil_limit(tmp_path: Path, bomb_png: Path) -> N
     for t in threads:
         t.join()
     assert sorted(set(results)) == ["ok", "too large"] and len(results) == 40
-    assert Image.MAX_IMAGE_PIXELS == limit_before
+    assert limit_before == Image.MAX_IMAGE_PIXELS
 
 
 def test_max_pixels_is_configurable(tmp_path: Path) -> None:

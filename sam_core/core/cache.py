@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -24,7 +25,7 @@ class LRUCache(Generic[V]):
         self._sizeof = sizeof
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
-        self._pending: dict[Hashable, Future] = {}
+        self._pending: dict[Hashable, Future[V]] = {}
         self._bytes = 0
         self.creations = 0  # how many times a factory ran (and succeeded)
 
@@ -60,12 +61,12 @@ class LRUCache(Generic[V]):
             if item is not None:
                 self._items.move_to_end(key)
                 return item[0], True
-            future = self._pending.get(key)
-            owner = future is None
-            if owner:
-                future = self._pending[key] = Future()
-        if not owner:
-            return future.result(), True
+            waiting = self._pending.get(key)
+            if waiting is None:
+                future: Future[V] = Future()
+                self._pending[key] = future
+        if waiting is not None:
+            return waiting.result(), True
         try:
             value = factory()
         except BaseException as err:

@@ -11,7 +11,9 @@ import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -62,3 +64,24 @@ def safe_stem(name: str, default: str = "image") -> str:
     """A file-system-safe stem (``[A-Za-z0-9._-]``, at most 60 characters) from a display name."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._-")[:60]
     return stem or default
+
+
+def prune_dir(folder: Path, older_than_s: float, keep: set[str] | frozenset[str] = frozenset()) -> None:
+    """Delete the entries of ``folder`` (files and folders) older than ``older_than_s`` seconds.
+
+    ``keep``: paths (as strings) never deleted. Entries removed meanwhile by another caller
+    are skipped.
+    """
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for p in folder.iterdir():
+        try:
+            if str(p) in keep or p.stat().st_mtime >= cutoff:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass

@@ -26,15 +26,15 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 __all__ = [
+    "area_fraction",
     "mask_area",
     "mask_bbox",
-    "mask_perimeter",
-    "area_fraction",
-    "mask_polygons",
-    "rle_encode",
-    "rle_decode",
     "mask_metrics",
+    "mask_perimeter",
+    "mask_polygons",
     "postprocess_mask",
+    "rle_decode",
+    "rle_encode",
 ]
 
 
@@ -48,7 +48,7 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+def bbox_tuple(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Half-open ``(x1, y1, x2, y2)`` of a bool mask, or ``None`` when it is empty.
 
     Reduces rows first, then only the rows inside the row range for the columns,
@@ -81,16 +81,14 @@ def mask_bbox(mask: np.ndarray) -> list[int] | None:
     ``y_min..y_max`` are the first and last foreground columns / rows, i.e. the same
     convention as SAM box prompts. ``None`` for an empty mask.
     """
-    box = _bbox(_as_bool(mask))
+    box = bbox_tuple(_as_bool(mask))
     return None if box is None else list(box)
 
 
 def _perimeter(mask: np.ndarray, box: tuple[int, int, int, int] | None) -> float:
     if box is None:
         return 0.0
-    contours, _ = cv2.findContours(
-        _crop_u8(mask, box), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
-    )
+    contours, _ = cv2.findContours(_crop_u8(mask, box), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     return float(sum(cv2.arcLength(c, True) for c in contours))
 
 
@@ -105,7 +103,7 @@ def mask_perimeter(mask: np.ndarray) -> float:
     percent long (about +5 % on a digitised circle). A one-pixel object measures 0.
     """
     mask = _as_bool(mask)
-    return _perimeter(mask, _bbox(mask))
+    return _perimeter(mask, bbox_tuple(mask))
 
 
 def area_fraction(mask: np.ndarray) -> float:
@@ -115,9 +113,7 @@ def area_fraction(mask: np.ndarray) -> float:
     return mask_area(mask) / total if total else 0.0
 
 
-def mask_polygons(
-    mask: np.ndarray, *, min_area: float = 1.0, tolerance: float = 0.0
-) -> list[list[float]]:
+def mask_polygons(mask: np.ndarray, *, min_area: float = 1.0, tolerance: float = 0.0) -> list[list[float]]:
     """COCO-style polygons ``[x0, y0, x1, y1, ...]`` of the OUTER contours of a mask.
 
     ``mask`` is ``(H, W)``; vertices are pixel coordinates of that array (centres of the
@@ -131,7 +127,7 @@ def mask_polygons(
     :func:`rle_encode` when the exact mask matters.
     """
     mask = _as_bool(mask)
-    box = _bbox(mask)
+    box = bbox_tuple(mask)
     if box is None:
         return []
     contours, _ = cv2.findContours(
@@ -199,7 +195,7 @@ def mask_metrics(mask: np.ndarray, *, scale: float = 1.0) -> dict[str, Any]:
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     mask = _as_bool(mask)
-    box = _bbox(mask)
+    box = bbox_tuple(mask)
     area = 0 if box is None else int(np.count_nonzero(mask[box[1] : box[3], box[0] : box[2]]))
     total = mask.shape[0] * mask.shape[1]
     perimeter = _perimeter(mask, box)
@@ -245,7 +241,7 @@ def _fill_small_holes(mask: np.ndarray, box: tuple[int, int, int, int], min_hole
     sizes = _component_sizes(labels, n)
     # Strips of the image outside the padded crop, each touching one padding line,
     # which (being all background) lies in a single component.
-    strips = []  # (label of the adjacent padding line, slice of the outside strip)
+    strips: list[tuple[int, tuple[slice, slice]]] = []  # (label of the adjacent padding line, outside strip)
     if py1 > 0:
         strips.append((labels[0, 0], np.s_[:py1, :]))
     if py2 < h:
@@ -260,7 +256,7 @@ def _fill_small_holes(mask: np.ndarray, box: tuple[int, int, int, int], min_hole
     fill[0] = False  # label 0 = foreground of the crop
     if not fill.any():
         return mask
-    mask[py1:py2, px1:px2] |= np.take(fill, labels)
+    mask[py1:py2, px1:px2] |= fill[labels]
     for label, sl in strips:  # a small background pocket reaching outside the crop
         if fill[label]:
             mask[sl] = True
@@ -273,7 +269,7 @@ def _remove_small_islands(mask: np.ndarray, min_island: int) -> np.ndarray:
     Like ``remove_small_regions(mode="islands")``: 8-connectivity, and when every
     component is too small the largest one is kept rather than emptying the mask.
     """
-    box = _bbox(mask)
+    box = bbox_tuple(mask)
     if box is None:
         return mask
     x1, y1, x2, y2 = box
@@ -287,7 +283,7 @@ def _remove_small_islands(mask: np.ndarray, min_island: int) -> np.ndarray:
         return mask
     if not keep.any():
         keep[int(np.argmax(sizes[1:])) + 1] = True
-    mask[y1:y2, x1:x2] = np.take(keep, labels)
+    mask[y1:y2, x1:x2] = keep[labels]
     return mask
 
 
@@ -303,7 +299,7 @@ def postprocess_mask(mask: np.ndarray, *, min_island: int = 0, min_hole: int = 0
     empty. Always returns a new ``(H, W)`` bool array.
     """
     out = _as_bool(mask).copy()
-    box = _bbox(out)
+    box = bbox_tuple(out)
     if box is None:
         return out
     if min_hole > 0:

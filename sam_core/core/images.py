@@ -30,15 +30,16 @@ import os
 import struct
 import threading
 import unicodedata
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from sam_core.core.errors import ImageError
+from sam_core.core.sizes import ImageSize
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -86,9 +87,24 @@ class LoadedImage:
     exif_rotated: bool
 
     @property
-    def size(self) -> tuple[int, int]:
-        """``(W, H)`` in pixels, after EXIF rotation."""
-        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+    def size(self) -> ImageSize:
+        """``(width, height)`` in pixels, after EXIF rotation."""
+        return ImageSize.of(self.rgb)
+
+
+def check_image(image: np.ndarray, channels: tuple[int, ...] = (3,)) -> np.ndarray:
+    """Return ``image`` as an array after checking it is ``(H, W, C)`` uint8, C in ``channels``, non-empty.
+
+    Raises ValueError otherwise (a programming error, not a user's: uploads go through
+    :func:`load_image`).
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in channels or 0 in image.shape[:2]:
+        raise ValueError(
+            f"image must be a non-empty (H, W, {'|'.join(map(str, channels))}) uint8 array, "
+            f"got {image.shape} {image.dtype}"
+        )
+    return image
 
 
 # --------------------------------------------------------------------------- names
@@ -139,10 +155,7 @@ def _pil_limit_lifted() -> Iterator[None]:
 
 
 def _too_large_message(name: str, w: int, h: int, max_pixels: int) -> str:
-    return (
-        f"{name} is {w}×{h} = {w * h / 1e6:.1f} MP, above the limit of "
-        f"{max_pixels / 1e6:.1f} MP; downscale it first"
-    )
+    return f"{name} is {w}×{h} = {w * h / 1e6:.1f} MP, above the limit of {max_pixels / 1e6:.1f} MP; downscale it first"
 
 
 def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -328,9 +341,7 @@ def load_image(
         except MemoryError:
             raise
         except Exception as exc:  # OSError, ValueError, SyntaxError, struct.error, ...
-            raise ImageError(
-                f"could not decode {display}: the file is damaged or truncated{_detail(exc)}"
-            ) from exc
+            raise ImageError(f"could not decode {display}: the file is damaged or truncated{_detail(exc)}") from exc
 
     rgb.flags.writeable = False
     return LoadedImage(rgb=rgb, name=display, format=fmt, mode=mode, exif_rotated=orientation != 1)
@@ -348,7 +359,7 @@ def image_hash(rgb: np.ndarray) -> str:
     arr = np.ascontiguousarray(rgb)
     h = hashlib.sha1(usedforsecurity=False)
     h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.data.cast("B"))
     return h.hexdigest()
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .errors import PromptError
 
@@ -50,7 +51,7 @@ class Prompts:
     box: Box | None = None
 
     @classmethod
-    def parse(cls, points: Iterable[Sequence[Any]] | None = None, box: Sequence[Any] | None = None) -> "Prompts":
+    def parse(cls, points: Iterable[Sequence[Any]] | None = None, box: Sequence[Any] | None = None) -> Prompts:
         """Build from loose Python values, checking types, finiteness, labels and box shape."""
         parsed: list[Point] = []
         if points is not None:
@@ -59,35 +60,40 @@ class Prompts:
             for i, p in enumerate(points):
                 if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 3:
                     raise PromptError(f"point {i + 1} must be [x, y, label], got {p!r}.")
-                parsed.append((_number(p[0], f"point {i + 1} x"), _number(p[1], f"point {i + 1} y"),
-                               _label(p[2], f"point {i + 1} label")))
+                parsed.append(
+                    (
+                        _number(p[0], f"point {i + 1} x"),
+                        _number(p[1], f"point {i + 1} y"),
+                        _label(p[2], f"point {i + 1} label"),
+                    )
+                )
                 if len(parsed) > MAX_POINTS:
                     raise PromptError(f"Too many points: at most {MAX_POINTS} are allowed.")
         parsed_box: Box | None = None
         if box is not None:
             if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) or len(box) != 4:
                 raise PromptError(f"box must be [x1, y1, x2, y2] (4 numbers), got {box!r}.")
-            x1, y1, x2, y2 = (_number(v, f"box {n}") for v, n in zip(box, ("x1", "y1", "x2", "y2")))
+            x1, y1, x2, y2 = (_number(v, f"box {n}") for v, n in zip(box, ("x1", "y1", "x2", "y2"), strict=True))
             if x2 <= x1 or y2 <= y1:
-                raise PromptError(
-                    f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has no area: it needs x1 < x2 and y1 < y2."
-                )
+                raise PromptError(f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has no area: it needs x1 < x2 and y1 < y2.")
             parsed_box = (x1, y1, x2, y2)
         return cls(tuple(parsed), parsed_box)
 
     @classmethod
-    def from_json(cls, text: str | bytes | None) -> "Prompts":
+    def from_json(cls, text: str | bytes | None) -> Prompts:
         """Parse the JSON form; empty text means no prompts."""
         if text is None or (isinstance(text, (str, bytes)) and not text.strip()):
             return cls()
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except json.JSONDecodeError as err:
             raise PromptError(f"Prompts are not valid JSON ({err.msg} at position {err.pos}).") from None
+        except UnicodeDecodeError as err:
+            raise PromptError(f"Prompts are not valid JSON (not UTF-8 at byte {err.start}).") from None
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Prompts":
+    def from_dict(cls, data: Any) -> Prompts:
         if not isinstance(data, dict):
             raise PromptError('Prompts must be a JSON object like {"points": [[x, y, 1]], "box": null}.')
         unknown = set(data) - {"points", "box"}
@@ -108,7 +114,7 @@ class Prompts:
     def empty(self) -> bool:
         return not self.points and self.box is None
 
-    def validate(self, width: int, height: int) -> "Prompts":
+    def validate(self, width: int, height: int) -> Prompts:
         """Check the prompts against an image of ``width`` x ``height`` px; returns self.
 
         Coordinates must lie in [0, width] x [0, height] (pixel edges, so a box may touch
@@ -120,26 +126,22 @@ class Prompts:
             raise PromptError(f"Too many points: at most {MAX_POINTS} are allowed.")
         for i, (x, y, _) in enumerate(self.points):
             if not (0 <= x <= width and 0 <= y <= height):
-                raise PromptError(
-                    f"point {i + 1} ({x:g}, {y:g}) is outside the {width}×{height} image."
-                )
+                raise PromptError(f"point {i + 1} ({x:g}, {y:g}) is outside the {width}×{height} image.")
         if self.box is not None:
             x1, y1, x2, y2 = self.box
             if not (0 <= x1 <= width and 0 <= x2 <= width and 0 <= y1 <= height and 0 <= y2 <= height):
-                raise PromptError(
-                    f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is outside the {width}×{height} image."
-                )
+                raise PromptError(f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is outside the {width}×{height} image.")
         return self
 
-    def add_point(self, x: float, y: float, label: int) -> "Prompts":
+    def add_point(self, x: float, y: float, label: int) -> Prompts:
         return Prompts.parse([*self.points, (x, y, label)], self.box)
 
-    def with_box_corners(self, a: tuple[float, float], b: tuple[float, float]) -> "Prompts":
+    def with_box_corners(self, a: tuple[float, float], b: tuple[float, float]) -> Prompts:
         """Replace the box by the one spanned by two opposite corners (any order)."""
         box = (min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1]))
         return Prompts.parse(self.points, box)
 
-    def without_last(self) -> "Prompts":
+    def without_last(self) -> Prompts:
         """Drop the last point, or the box when there are no points."""
         if self.points:
             return Prompts(self.points[:-1], self.box)

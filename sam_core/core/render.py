@@ -13,25 +13,27 @@ done with OpenCV's saturating ``uint8`` arithmetic instead of float copies of th
 from __future__ import annotations
 
 import io
-
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from sam_core.core.geometry import bbox_tuple
+from sam_core.core.images import check_image
+
 __all__ = [
-    "PALETTE",
-    "FG_COLOR",
     "BG_COLOR",
     "BOX_COLOR",
+    "FG_COLOR",
     "OUTLINE_COLOR",
-    "overlay_mask",
-    "draw_prompts",
-    "cutout_rgba",
+    "PALETTE",
     "candidate_thumbnail",
-    "encode_png",
+    "cutout_rgba",
+    "draw_prompts",
     "encode_jpeg",
+    "encode_png",
+    "overlay_mask",
 ]
 
 Color = tuple[int, int, int]
@@ -49,31 +51,11 @@ OUTLINE_COLOR: Color = (20, 20, 20)
 _WHITE: Color = (255, 255, 255)
 
 
-def _check_image(image: np.ndarray, channels: tuple[int, ...] = (3,)) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in channels:
-        raise ValueError(
-            f"image must be (H, W, {'|'.join(map(str, channels))}) uint8, "
-            f"got {image.shape} {image.dtype}"
-        )
-    return image
-
-
 def _check_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.shape != tuple(shape[:2]):
         raise ValueError(f"mask shape {mask.shape} does not match image size {tuple(shape[:2])}")
     return mask if mask.dtype == np.bool_ else mask != 0
-
-
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Half-open ``(x1, y1, x2, y2)`` of a bool ``(H, W)`` mask, ``None`` when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    y1, y2 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[y1:y2].any(axis=0))
-    return int(cols[0]), y1, int(cols[-1]) + 1, y2
 
 
 def _brighter(color: Sequence[int], amount: float = 0.45) -> Color:
@@ -98,10 +80,10 @@ def overlay_mask(
     hole) is drawn ``contour_px`` wide in a lighter shade of ``color`` over a white
     edge (so about ``contour_px // 2 + 2`` pixels either side of the boundary change).
     """
-    image = _check_image(image)
+    image = check_image(image)
     mask = _check_mask(mask, image.shape)
     out = image.copy()
-    box = _bbox(mask)
+    box = bbox_tuple(mask)
     if box is None:
         return out
     x1, y1, x2, y2 = box
@@ -116,9 +98,7 @@ def overlay_mask(
     if written is not region and not np.shares_memory(written, region):
         region[...] = written
     if contour and contour_px > 0:
-        contours, _ = cv2.findContours(
-            sub_mask.view(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x1, y1)
-        )
+        contours, _ = cv2.findContours(sub_mask.view(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x1, y1))
         cv2.drawContours(out, contours, -1, _WHITE, contour_px + 2, cv2.LINE_8)
         cv2.drawContours(out, contours, -1, _brighter(color), contour_px, cv2.LINE_8)
     return out
@@ -151,7 +131,7 @@ def draw_prompts(
     ``radius`` (of the disc, this image's pixels) defaults to
     ``max(4, round(long_side / 150))``. Anything outside the image is clipped.
     """
-    image = _check_image(image)
+    image = check_image(image)
     out = image.copy()
     h, w = out.shape[:2]
     long_side = max(h, w)
@@ -193,9 +173,9 @@ def cutout_rgba(image: np.ndarray, mask: np.ndarray, *, crop: bool = True) -> np
     the mask's bounding box ``[y1:y2, x1:x2]`` (see ``geometry.mask_bbox``), else the full
     ``(H, W, 4)``. No float work: fine on 20-megapixel images.
     """
-    image = _check_image(image)
+    image = check_image(image)
     mask = _check_mask(mask, image.shape)
-    box = _bbox(mask) if crop else None
+    box = bbox_tuple(mask) if crop else None
     if box is not None:
         x1, y1, x2, y2 = box
         image, mask = image[y1:y2, x1:x2], mask[y1:y2, x1:x2]
@@ -225,25 +205,26 @@ def candidate_thumbnail(
 
 def candidate_thumbnails(
     image: np.ndarray,
-    masks: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray] | np.ndarray,
     *,
     colors: Sequence[Sequence[int]],
     max_side: int = 384,
     alpha: float = 0.55,
 ) -> list[np.ndarray]:
     """:func:`candidate_thumbnail` for several masks of one image, shrinking the image once."""
-    image = _check_image(image)
+    image = check_image(image)
     h, w = image.shape[:2]
     s = max_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if s < 1.0 else image
     contour_px = 1 if max(small_image.shape[:2]) < 256 else 2
     out = []
-    for mask, color in zip(masks, colors):
+    for mask, color in zip(masks, colors, strict=True):
         mask = _check_mask(mask, image.shape)
         if s < 1.0:
-            small = cv2.resize(np.ascontiguousarray(mask).view(np.uint8) * np.uint8(255), size,
-                               interpolation=cv2.INTER_AREA)
+            small = cv2.resize(
+                np.ascontiguousarray(mask).view(np.uint8) * np.uint8(255), size, interpolation=cv2.INTER_AREA
+            )
             mask = small > 127
         out.append(overlay_mask(small_image, mask, color=color, alpha=alpha, contour_px=contour_px))
     return out
@@ -295,16 +276,20 @@ def encode_png(image: np.ndarray, *, compression: int = 1) -> bytes:
         # Two-valued mask: no row filter + run-length matching is ~4x faster and ~4x
         # smaller than libpng's defaults (20 MP mask: ~22 ms, ~30 kB).
         params += [
-            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
-            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_NONE,
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_RLE,
         ]
     elif compression <= 3:
         # Photos at fast levels: one fixed "up" filter instead of trying all five per row,
         # and run-length matching: ~2.4x faster than the defaults with a slightly
         # smaller file on camera images (20 MP RGBA cut-out ~0.25 s instead of ~0.6 s).
         params += [
-            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_UP,
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_RLE,
         ]
     ok, buf = cv2.imencode(".png", _to_cv(image), params)
     if not ok:
