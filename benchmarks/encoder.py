@@ -31,18 +31,18 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-
-from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+
+from sam_core.core.sizes import ImageSize  # noqa: E402
 
 DEFAULT_IMAGE = REPO / "examples" / "coffee.png"
 # Prompt sets on coffee.png (600x400): points (x, y, label) and/or a box.
@@ -116,14 +116,14 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, 
     return (time.perf_counter() - t0) * 1000.0, out
 
 
-def mask_agreement(seg: Any, ref: torch.Tensor, fast: torch.Tensor, original_size: tuple[int, int],
-                   input_size: tuple[int, int]) -> dict[str, Any]:
+def mask_agreement(seg: Any, ref: torch.Tensor, fast: torch.Tensor, image_size: ImageSize,
+                   input_size: ImageSize) -> dict[str, Any]:
     """Decode PROMPT_SETS from both embeddings with the same fp32 decoder; IoU of best masks."""
-    from sam_core.model.segmenter import Embedding
     from sam_core.core.prompts import Prompts
+    from sam_core.model.segmenter import Embedding
 
     def emb(features: torch.Tensor, key: str) -> Embedding:
-        return Embedding(key, features.float(), original_size, input_size, 0.0)
+        return Embedding(key, features.float(), image_size, input_size, 0.0)
 
     e_ref, e_fast = emb(ref, "ref"), emb(fast, "fast")
     ious, ious_same, agree, fractions = [], [], 0, []
@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", default=None, help="also write the JSON object to this file")
     args = ap.parse_args(argv)
 
-    from sam_core.model.segmenter import Segmenter
     from sam_core.core.images import load_image
     from sam_core.model.build import enable_sdpa, resolve_placement
+    from sam_core.model.segmenter import Segmenter
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         seg.transform = ResizeLongestSide(args.image_size)
     image = load_image(args.image).rgb
     x = seg.prepare_input(image).to(device)
-    input_size = (int(x.shape[-2]), int(x.shape[-1]))
+    input_size = ImageSize(int(x.shape[-1]), int(x.shape[-2]))
     with torch.inference_mode():
         xin = seg.model.preprocess(x.float())
     encoder = seg.model.image_encoder
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
     }
     if args.image_size == 1024:
-        result.update(mask_agreement(seg, ref, fast, (image.shape[0], image.shape[1]), input_size))
+        result.update(mask_agreement(seg, ref, fast, ImageSize.of(image), input_size))
         _log(f"agreement with fp32 eager: max|d| {max_abs:.3g}, rel {result['rel_diff']:.3g}, "
              f"mask IoU {result['mask_iou']} (min {result['mask_iou_min']}), best index {result['best_index_agree']}")
     else:

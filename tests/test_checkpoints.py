@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sam_core.model import weights as ck
 from sam_core.core.errors import CheckpointError, UserError
+from sam_core.model import weights as ck
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = "ybelkada/segment-anything"

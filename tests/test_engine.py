@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
+from synth import photo_like
 
 from sam_core import CheckpointError, PromptError, Segmenter
+from sam_core.core.sizes import ImageSize
 from sam_core.model.build import build_test_tiny, enable_sdpa, resolve_placement
-
-from synth import photo_like
 
 CASES = {
     "points": dict(points=[(120, 80, 1), (300, 200, 0)], box=None),
@@ -76,8 +76,8 @@ def test_preview_masks_match_full_resolution(pair):
     seg, _, image = pair
     res = seg.segment(image, points=[(120, 80, 1)], box=(50, 40, 330, 260))
     # at the full size the preview path *is* the SamPredictor path
-    assert np.array_equal(res.preview_masks((300, 470)), res.masks)
-    preview = res.preview_masks((150, 235))
+    assert np.array_equal(res.preview_masks(ImageSize(470, 300)), res.masks)
+    preview = res.preview_masks(ImageSize(235, 150))
     assert preview.shape == (3, 150, 235) and preview.dtype == bool
     # random weights give high-frequency masks, so compare coverage rather than pixels
     np.testing.assert_allclose(preview.mean(axis=(1, 2)), res.masks.mean(axis=(1, 2)), atol=0.03)
@@ -86,8 +86,8 @@ def test_preview_masks_match_full_resolution(pair):
 def test_threshold_changes_masks_without_decoding(pair):
     seg, _, image = pair
     res = seg.segment(image, points=[(120, 80, 1)])
-    low = res.preview_masks((150, 235), threshold=-2.0)
-    high = res.preview_masks((150, 235), threshold=2.0)
+    low = res.preview_masks(ImageSize(235, 150), threshold=-2.0)
+    high = res.preview_masks(ImageSize(235, 150), threshold=2.0)
     assert (low.sum() >= high.sum()) and np.all(low | ~high)  # high ⊂ low
 
 

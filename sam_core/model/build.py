@@ -27,11 +27,9 @@ from segment_anything.modeling import (
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 
 from sam_core.core.errors import CheckpointError
+from sam_core.model.registry import MODEL_TYPES, REAL_MODEL_TYPES, TEST_TINY
 
 log = logging.getLogger(__name__)
-
-TEST_TINY = "test-tiny"
-REAL_MODEL_TYPES = ("vit_h", "vit_l", "vit_b")
 
 
 def build_test_tiny(checkpoint: str | Path | None = None, *, seed: int = 0) -> Sam:
@@ -91,8 +89,7 @@ def _load_state_dict(sam: Sam, checkpoint: str | Path) -> None:
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"Could not load the weights in {checkpoint}: {first}. Is it a SAM checkpoint of "
-            "the chosen model type?"
+            f"Could not load the weights in {checkpoint}: {first}. Is it a SAM checkpoint of the chosen model type?"
         ) from None
 
 
@@ -101,9 +98,7 @@ def build_model(model_type: str, checkpoint: str | Path | None) -> Sam:
     if model_type == TEST_TINY:
         return build_test_tiny(checkpoint)
     if model_type not in REAL_MODEL_TYPES:
-        raise CheckpointError(
-            f"Unknown model type {model_type!r}; choose one of {', '.join(REAL_MODEL_TYPES + (TEST_TINY,))}."
-        )
+        raise CheckpointError(f"Unknown model type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}.")
     if checkpoint is None:
         raise CheckpointError(f"{model_type} needs a checkpoint file.")
     sam = sam_model_registry[model_type](checkpoint=None)
