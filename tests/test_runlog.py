@@ -16,17 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from sam_core.runlog import store as runlog_mod
-from sam_core.runlog import RECORD_FIELDS, SCHEMA_VERSION, RunLog, summarize
+from sam_core.core.errors import ResourceError
+from sam_core.runlog import RECORD_FIELDS, SCHEMA_VERSION, RunLog, RunRecord, summarize
 
-RUNLOG_PY = Path(runlog_mod.__file__).resolve()
+REPO = Path(__file__).resolve().parents[1]
 
-# Children load runlog.py by path (stdlib only), so they never pay for importing the
-# sam_core package (torch) and start in ~50 ms.
-_CHILD_PRELUDE = f"""
-import importlib.util, sys, time, os
-spec = importlib.util.spec_from_file_location("runlog_child", {str(RUNLOG_PY)!r})
-runlog = importlib.util.module_from_spec(spec); spec.loader.exec_module(runlog)
+# Children import sam_core.runlog normally: it does not import torch, so they start fast.
+_CHILD_PRELUDE = """
+import sys, time, os
+import sam_core.runlog as runlog
 """
 
 
@@ -77,7 +75,7 @@ def test_round_trip_all_fields(tmp_path: Path) -> None:
     assert got["time"].endswith("Z") and len(got["time"].split(".")[1]) == 4
     import datetime as dt
     parsed = dt.datetime.fromisoformat(got["time"])
-    assert abs((dt.datetime.now(dt.timezone.utc) - parsed).total_seconds()) < 60
+    assert abs((dt.datetime.now(dt.UTC) - parsed).total_seconds()) < 60
     log.close()
 
 
@@ -199,7 +197,7 @@ print("done", flush=True)
 def test_processes(tmp_path: Path) -> None:
     n_proc, n_each = 3, 150
     procs = [subprocess.Popen([sys.executable, "-c", _PROC_CHILD, str(tmp_path), f"p{k}", str(n_each)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
              for k in range(n_proc)]
     try:
         for p in procs:
@@ -259,7 +257,7 @@ def test_sigkill_mid_write_keeps_committed_records(tmp_path: Path) -> None:
     counter = 0
     for _round in range(3):  # kill the writer three times into the same file
         proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(tmp_path), str(counter)],
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, cwd=REPO)
         lines: queue.Queue[str | None] = queue.Queue()
 
         def pump(stream=proc.stdout, q=lines) -> None:
@@ -304,7 +302,7 @@ def test_sigkill_mid_write_keeps_committed_records(tmp_path: Path) -> None:
         _check_content(row, row["extra"]["counter"])
 
 
-def test_exports(tmp_path: Path) -> None:
+def test_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = RunLog(tmp_path / "logs")
     log.append(_full_record())
     log.append({"source": "api", "image_name": "=HYPERLINK(\"x\")", "session": "-x1",
@@ -336,17 +334,14 @@ def test_exports(tmp_path: Path) -> None:
     # Overwriting is atomic too: a failure before the rename leaves the old file intact.
     before = jl.read_bytes()
     log.append({"source": "later"})
-    real_replace = os.replace
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    runlog_mod.os.replace = boom
-    try:
-        with pytest.raises(OSError):
-            log.export_jsonl(jl)
-    finally:
-        runlog_mod.os.replace = real_replace
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(ResourceError):  # write_atomic reports the OSError as a ResourceError
+        log.export_jsonl(jl)
+    monkeypatch.undo()
     assert jl.read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["runs.csv", "runs.jsonl"]
     log.close()
@@ -417,7 +412,7 @@ def test_command_line_summary_and_exports(tmp_path):
                         "prompts": {"points": [[1, 2, 1]] * (i + 1), "box": None}, "score": 0.5})
     out = subprocess.run([sys.executable, "-m", "sam_core.runlog", "--dir", str(log_dir),
                           "--csv", str(tmp_path / "runs.csv"), "--jsonl", str(tmp_path / "runs.jsonl")],
-                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["count"] == 5 and summary["decode_ms_p50"] == 30.0 and summary["cache_hit_rate"] == 0.8
@@ -425,5 +420,80 @@ def test_command_line_summary_and_exports(tmp_path):
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 6
     missing = subprocess.run([sys.executable, "-m", "sam_core.runlog", "--dir", str(tmp_path / "nope")],
-                             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert missing.returncode == 2 and "no run log" in missing.stderr
+
+
+# The CREATE TABLE statement of schema version 1, as the first release wrote it.
+_V1_CREATE = (
+    "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, "
+    "session TEXT, image_hash TEXT, image_name TEXT, width INTEGER, height INTEGER, brightness REAL, "
+    "blur REAL, model TEXT, device TEXT, precision TEXT, prompts TEXT, multimask INTEGER, "
+    "chosen_index INTEGER, scores TEXT, score REAL, area INTEGER, area_fraction REAL, perimeter REAL, "
+    "encode_ms REAL, decode_ms REAL, cache_hit INTEGER, source TEXT, extra TEXT)"
+)
+
+
+def test_v1_log_is_migrated_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute(_V1_CREATE)
+    con.execute("INSERT INTO runs (time, session, width, prompts, multimask, scores, score, cache_hit, source, extra) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("2025-01-01T00:00:00.000Z", "old", 640, '{"points":[[1,2,1]],"box":null}', 1, "[0.9,0.8,0.7]",
+                 0.9, 0, "ui", '{"clicks":1}'))
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+
+    with RunLog(tmp_path) as log:
+        new_id = log.append({"session": "new", "decoder": "onnx", "object_id": "obj-1", "iou": 0.75,
+                             "contrast": 0.2, "score": 0.5})
+        old, new = log.records()
+    assert tuple(old) == RECORD_FIELDS
+    assert old == {**dict.fromkeys(RECORD_FIELDS), "id": 1, "time": "2025-01-01T00:00:00.000Z", "session": "old",
+                   "width": 640, "prompts": {"points": [[1, 2, 1]], "box": None}, "multimask": 1,
+                   "scores": [0.9, 0.8, 0.7], "score": 0.9, "cache_hit": 0, "source": "ui", "extra": {"clicks": 1}}
+    assert new["id"] == new_id == 2 and new["session"] == "new" and new["decoder"] == "onnx"
+    assert (new["object_id"], new["iou"], new["contrast"], new["score"]) == ("obj-1", 0.75, 0.2, 0.5)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert {r[1] for r in con.execute("PRAGMA table_info(runs)")} == set(RECORD_FIELDS)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    with RunLog(tmp_path) as log:  # reopening a migrated log changes nothing
+        assert [r["id"] for r in log.records()] == [1, 2]
+
+
+def test_run_record_is_typed_and_validated(tmp_path: Path) -> None:
+    import dataclasses
+    import datetime as dt
+
+    assert ("id", *(f.name for f in dataclasses.fields(RunRecord))) == RECORD_FIELDS
+    rec = RunRecord(session="s", decoder="browser", object_id="o", multimask=1, cache_hit=0.0,
+                    prompts={"points": ((1, 2, 1),), "box": None}, scores=[0.5, float("inf")], width=3.0,
+                    time=dt.datetime(2025, 1, 2, 3, 4, 5, 6000))
+    assert rec.multimask is True and rec.cache_hit is False and rec.width == 3 and isinstance(rec.width, int)
+    assert rec.prompts == {"points": [[1, 2, 1]], "box": None} and rec.scores == [0.5, None]
+    assert rec.time == "2025-01-02T03:04:05.006Z" and rec.extra is None
+    assert RunRecord().time.endswith("Z")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.score = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="decoder"):
+        RunRecord(decoder="tensorrt")
+    with pytest.raises(TypeError):
+        RunRecord(prompts=[[1, 2, 1]])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        RunRecord(cache_hit=2)
+    with pytest.raises(TypeError):
+        RunRecord.from_mapping({"extra": "note", "clicks": 3})
+    loose = RunRecord.from_mapping({"id": 7, "score": 0.5, "clicks": 3, "extra": {"a": 1}})
+    assert loose.score == 0.5 and loose.extra == {"a": 1, "clicks": 3}
+    assert RunRecord.from_mapping({"extra": {}}).extra is None
+    with RunLog(tmp_path) as log:
+        rid = log.append(rec)
+        got = log.records()[0]
+    assert got["id"] == rid and got["decoder"] == "browser" and got["prompts"] == rec.prompts
+    assert got["multimask"] == 1 and got["cache_hit"] == 0 and got["time"] == rec.time
+

@@ -2,6 +2,6 @@
 
 import sys
 
-from sam_core.runlog.store import main
+from sam_core.runlog.summary import main
 
 sys.exit(main())

@@ -33,83 +33,38 @@ same host (SQLite's rule; don't point several cluster nodes at one file on NFS).
 from __future__ import annotations
 
 import csv
-import datetime as _dt
+import io
 import json
 import logging
-import math
 import os
 import sqlite3
-import sys
-import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
-__all__ = ["RECORD_FIELDS", "SCHEMA_VERSION", "RunLog", "summarize"]
+from sam_core.core.files import write_atomic
+from sam_core.runlog.schema import COLUMNS, JSON_FIELDS, RECORD_FIELDS, RunRecord, to_json
+
+__all__ = ["RECORD_FIELDS", "SCHEMA_VERSION", "RunLog"]
 
 log = logging.getLogger(__name__)
 
-#: Schema version stored in ``PRAGMA user_version``; bump it and add a ``_MIGRATIONS``
-#: entry to add a column.
-SCHEMA_VERSION = 1
-
-#: Column name -> storage kind. ``json`` columns hold JSON text, decoded on read.
-_COLUMNS: dict[str, str] = {
-    "id": "id",
-    "time": "text",
-    "session": "text",
-    "image_hash": "text",
-    "image_name": "text",
-    "width": "int",
-    "height": "int",
-    "brightness": "real",
-    "blur": "real",
-    "model": "text",
-    "device": "text",
-    "precision": "text",
-    "prompts": "json",
-    "multimask": "int",
-    "chosen_index": "int",
-    "scores": "json",
-    "score": "real",
-    "area": "int",
-    "area_fraction": "real",
-    "perimeter": "real",
-    "encode_ms": "real",
-    "decode_ms": "real",
-    "cache_hit": "int",
-    "source": "text",
-    "extra": "json",
-}
-
-#: The column order used by ``records()``, ``export_jsonl`` and the CSV header.
-RECORD_FIELDS: tuple[str, ...] = tuple(_COLUMNS)
-
-_JSON_COLUMNS = frozenset(k for k, v in _COLUMNS.items() if v == "json")
-_WRITABLE = tuple(k for k in RECORD_FIELDS if k != "id")
-_SQL_TYPE = {"text": "TEXT", "int": "INTEGER", "real": "REAL", "json": "TEXT"}
-
-#: Largest accepted text value / JSON document (characters). Prompts are a few hundred
-#: characters; anything near these sizes is an image that got in by mistake.
-MAX_TEXT_CHARS = 4096
-MAX_JSON_CHARS = 65536
+#: Schema version stored in ``PRAGMA user_version``. Version 1 had the columns up to
+#: ``extra``; version 2 added ``object_id``, ``contrast``, ``decoder`` and ``iou``. To add a
+#: column, add a field to ``RunRecord`` and bump this: opening an older log adds every
+#: missing column (``_migrate``).
+SCHEMA_VERSION = 2
 
 #: How long a writer waits for the lock before giving up (seconds).
 BUSY_TIMEOUT_S = 30.0
 
-
-def _create_v1() -> tuple[str, ...]:
-    cols = ["id INTEGER PRIMARY KEY AUTOINCREMENT", "time TEXT NOT NULL"]
-    cols += [f"{k} {_SQL_TYPE[v]}" for k, v in _COLUMNS.items() if k not in ("id", "time")]
-    return (f"CREATE TABLE IF NOT EXISTS runs ({', '.join(cols)})",)
-
-
-#: target version -> statements that bring the previous version up to it. Version 1
-#: creates the table. Example for a later column:
-#: ``2: ("ALTER TABLE runs ADD COLUMN mask_rle_hash TEXT",)`` (and add it to _COLUMNS).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _create_v1()}
+_CREATE_SQL = (
+    f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(col.sql for col in COLUMNS)})"
+)
+_INSERT_SQL = f"INSERT INTO runs ({', '.join(col.name for col in COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_SELECT_SQL = f"SELECT {', '.join(RECORD_FIELDS)} FROM runs"
 
 
 class _Connection(sqlite3.Connection):
@@ -123,136 +78,9 @@ class _Connection(sqlite3.Connection):
 _ABANDONED: list[_Connection] = []
 
 
-# --------------------------------------------------------------------------- values
-
-
-def _refuse_binary(value: Any, where: str) -> None:
-    """Raise TypeError for bytes-like values and arrays (pixels must never be logged)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"run log: {where} is binary ({type(value).__name__}); "
-                        "the run log stores no pixels or blobs")
-    ndim = getattr(value, "ndim", None)
-    if (isinstance(ndim, int) and ndim > 0) or (
-            ndim is None and (hasattr(value, "__array_interface__") or hasattr(value, "__array__"))):
-        raise TypeError(f"run log: {where} is an array ({type(value).__name__}); the run log "
-                        "stores no pixels -- pass numbers or a short list (.tolist())")
-
-
-def _scalar(value: Any, where: str) -> Any:
-    """Unwrap 0-d numpy/torch scalars to Python numbers; refuse blobs and arrays."""
-    _refuse_binary(value, where)
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-def _to_jsonable(value: Any, where: str) -> Any:
-    """Deep-convert to plain JSON types: tuples -> lists, numpy scalars -> numbers,
-    non-finite floats -> None. Refuses blobs, arrays and non-JSON objects."""
-    value = _scalar(value, where)
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, (str, int, float, bool)):
-                raise TypeError(f"run log: {where} has a non-string key {k!r}")
-            out[str(k)] = _to_jsonable(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"run log: {where} has a value of type {type(value).__name__}, "
-                    "which is not JSON (use numbers, strings, lists, dicts)")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def _coerce(name: str, kind: str, value: Any) -> Any:
-    """Convert one column value to what SQLite stores; raise TypeError/ValueError."""
-    if value is None:
-        return None
-    if kind == "json":
-        text = _dumps(_to_jsonable(value, name))
-        if len(text) > MAX_JSON_CHARS:
-            raise ValueError(f"run log: {name} is {len(text)} characters of JSON "
-                             f"(limit {MAX_JSON_CHARS}); the run log stores no pixels")
-        return text
-    value = _scalar(value, name)
-    if kind == "text":
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            raise TypeError(f"run log: {name} must be text, got {type(value).__name__}")
-        if len(value) > MAX_TEXT_CHARS:
-            raise ValueError(f"run log: {name} is {len(value)} characters "
-                             f"(limit {MAX_TEXT_CHARS})")
-        return value
-    if kind == "int":
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if not isinstance(value, int):
-            raise TypeError(f"run log: {name} must be an integer, got {type(value).__name__}")
-        return int(value)
-    if kind == "real":
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"run log: {name} must be a number, got {type(value).__name__}")
-        value = float(value)
-        return value if math.isfinite(value) else None
-    raise AssertionError(kind)
-
-
-def _now_iso() -> str:
-    """Current UTC time as ISO-8601 with milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _time_value(value: Any) -> str:
-    if value is None:
-        return _now_iso()
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:  # naive: taken as UTC
-            value = value.replace(tzinfo=_dt.timezone.utc)
-        value = value.astimezone(_dt.timezone.utc)
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return _coerce("time", "text", value)
-
-
-def _row_params(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Validate a record and return the INSERT parameters in ``_WRITABLE`` order."""
-    if not isinstance(record, Mapping):
-        raise TypeError(f"run log: a record must be a mapping, got {type(record).__name__}")
-    extra_in = record.get("extra")
-    if extra_in is not None and not isinstance(extra_in, Mapping):
-        raise TypeError("run log: 'extra' must be a mapping")
-    extra: dict[str, Any] = dict(extra_in or {})
-    for key, value in record.items():
-        if not isinstance(key, str):
-            raise TypeError(f"run log: record keys must be strings, got {key!r}")
-        if key not in _COLUMNS:  # unknown keys are kept, in the extra JSON column
-            extra[key] = value
-    params = []
-    for name in _WRITABLE:
-        if name == "time":
-            params.append(_time_value(record.get("time")))
-        elif name == "extra":
-            params.append(_coerce("extra", "json", extra) if extra else None)
-        else:
-            params.append(_coerce(name, _COLUMNS[name], record.get(name)))
-    return tuple(params)
-
-
 def _decode_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    out = dict(zip(RECORD_FIELDS, row))
-    for name in _JSON_COLUMNS:
+    out = dict(zip(RECORD_FIELDS, row, strict=True))
+    for name in JSON_FIELDS:
         if out[name] is not None:
             out[name] = json.loads(out[name])
     return out
@@ -277,9 +105,6 @@ class RunLog:
         self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
-        self._insert_sql = (f"INSERT INTO runs ({', '.join(_WRITABLE)}) "
-                            f"VALUES ({', '.join('?' * len(_WRITABLE))})")
-        self._select_sql = f"SELECT {', '.join(RECORD_FIELDS)} FROM runs"
         self._migrate(self._conn())
 
     @property
@@ -299,14 +124,18 @@ class RunLog:
     # -- connections
 
     def _open(self) -> _Connection:
-        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                               check_same_thread=False, factory=_Connection)
+        conn = sqlite3.connect(
+            self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                log.warning("run log %s: WAL not available (journal_mode=%s); "
-                            "falling back to synchronous=FULL", self._path, mode)
+                log.warning(
+                    "run log %s: WAL not available (journal_mode=%s); falling back to synchronous=FULL",
+                    self._path,
+                    mode,
+                )
                 conn.execute("PRAGMA synchronous = FULL")
             else:
                 conn.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
@@ -333,21 +162,31 @@ class RunLog:
         return conn
 
     def _migrate(self, conn: _Connection) -> None:
-        """Apply pending migrations in one IMMEDIATE transaction (safe if racing)."""
+        """Create the table, or add the columns an older log lacks, in one IMMEDIATE transaction.
+
+        Safe if several processes race: the first to take the write lock migrates, the
+        others then see the new ``user_version``. Old rows keep their values; the added
+        columns are NULL in them.
+        """
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:
             if version > SCHEMA_VERSION:
-                log.warning("run log %s has schema %d, newer than this code's %d; "
-                            "unknown columns are left empty", self._path, version,
-                            SCHEMA_VERSION)
+                log.warning(
+                    "run log %s has schema %d, newer than this code's %d; unknown columns are left empty",
+                    self._path,
+                    version,
+                    SCHEMA_VERSION,
+                )
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in _MIGRATIONS[target]:
-                    conn.execute(stmt)
-                conn.execute(f"PRAGMA user_version = {target}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                conn.execute(_CREATE_SQL)
+                have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+                for col in COLUMNS:
+                    if col.name not in have:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {col.sql}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -355,16 +194,17 @@ class RunLog:
 
     # -- writing
 
-    def append(self, record: Mapping[str, Any]) -> int:
+    def append(self, record: RunRecord | Mapping[str, Any]) -> int:
         """Append one record (one transaction) and return its row id.
 
-        ``time`` is filled with the current UTC time when absent; unknown keys go into
-        the ``extra`` JSON column; lists/dicts are stored as JSON. Bytes-like values and
-        arrays raise TypeError; oversized text/JSON raises ValueError.
+        A mapping goes through ``RunRecord.from_mapping``: ``time`` is filled with the
+        current UTC time when absent and unknown keys go into the ``extra`` JSON column.
+        Bytes-like values and arrays raise TypeError; oversized text/JSON raises ValueError.
         """
-        params = _row_params(record)
-        cur = self._conn().execute(self._insert_sql, params)
-        return int(cur.lastrowid)
+        if not isinstance(record, RunRecord):
+            record = RunRecord.from_mapping(record)
+        cur = self._conn().execute(_INSERT_SQL, record.to_row())
+        return int(cur.lastrowid)  # type: ignore[arg-type]  # set after every INSERT
 
     # -- reading
 
@@ -376,9 +216,8 @@ class RunLog:
         """
         return list(self._iter(limit, newest_first=newest_first))
 
-    def _iter(self, limit: int | None = None, *, newest_first: bool = False,
-              decode: bool = True) -> Iterator[Any]:
-        sql = self._select_sql + (" ORDER BY id DESC" if newest_first else " ORDER BY id")
+    def _iter(self, limit: int | None = None, *, newest_first: bool = False, decode: bool = True) -> Iterator[Any]:
+        sql = _SELECT_SQL + (" ORDER BY id DESC" if newest_first else " ORDER BY id")
         args: tuple[Any, ...] = ()
         if limit is not None:
             if limit < 0:
@@ -397,10 +236,12 @@ class RunLog:
 
     def export_jsonl(self, dest: str | os.PathLike) -> Path:
         """Write every record as one JSON object per line (atomically); return the path."""
+
         def write(fh: TextIO) -> None:
             for rec in self._iter():
-                fh.write(_dumps(rec) + "\n")
-        return _atomic_write(Path(dest), write)
+                fh.write(to_json(rec) + "\n")
+
+        return _write_text(dest, write)
 
     def export_csv(self, dest: str | os.PathLike) -> Path:
         """Write every record as CSV with header RECORD_FIELDS (atomically); return the path.
@@ -421,7 +262,8 @@ class RunLog:
                 if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
                     row[name_idx] = "'" + v
                 w.writerow(row)
-        return _atomic_write(Path(dest), write)
+
+        return _write_text(dest, write)
 
     # -- closing
 
@@ -443,138 +285,15 @@ class RunLog:
         self._local = threading.local()
 
 
-def _atomic_write(dest: Path, write: Callable[[TextIO], None]) -> Path:
-    """Write via a temp file in dest's directory, fsync, then os.replace onto dest."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
+def _write_text(dest: str | os.PathLike[str], write: Callable[[TextIO], None]) -> Path:
+    """UTF-8 text through ``write_atomic`` (temp file, fsync, rename): never a partial export."""
+
+    def write_binary(fh: BinaryIO) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return dest
+            write(text)
+            text.flush()
+        finally:
+            text.detach()  # write_atomic closes the file
 
-
-# --------------------------------------------------------------------------- summary
-
-
-def _percentile(sorted_values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile (an observed value; defined for one sample)."""
-    if not sorted_values:
-        return None
-    rank = math.ceil(p / 100.0 * len(sorted_values))
-    return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _num(value: Any) -> float | None:
-    """A finite float from a number or numeric text (CSV rows), else None."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _flag(value: Any) -> bool | None:
-    """0/1, bool or their text ("0", "1", "true", "") -> bool, None when absent."""
-    if isinstance(value, str):
-        value = value.strip().lower()
-        if value == "":
-            return None
-        return value not in ("0", "false", "no")
-    return None if value is None else bool(value)
-
-
-def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Monitoring signals over run records (as returned by ``RunLog.records()``).
-
-    Returns ``count``; ``decode_ms_p50/p95/p99`` (all runs) and ``encode_ms_p50/p95/p99``
-    (cache misses only: a hit costs no encode); ``mean_score``; ``mean_area_fraction``;
-    ``cache_hit_rate`` (over runs that report it); ``mean_points`` (points per run, over
-    runs with prompts); ``box_rate`` (fraction of those with a box). Percentiles are
-    nearest-rank. Missing values are skipped; a statistic with no data is None. Rows
-    read back from the CSV export (all text) work too.
-    """
-    count = 0
-    decode: list[float] = []
-    encode: list[float] = []
-    scores: list[float] = []
-    fractions: list[float] = []
-    hits: list[int] = []
-    points: list[int] = []
-    boxes: list[int] = []
-    for rec in records:
-        count += 1
-        if (v := _num(rec.get("decode_ms"))) is not None:
-            decode.append(v)
-        hit = _flag(rec.get("cache_hit"))
-        if hit is not None:
-            hits.append(1 if hit else 0)
-        if not hit and (v := _num(rec.get("encode_ms"))) is not None:
-            encode.append(v)
-        if (v := _num(rec.get("score"))) is not None:
-            scores.append(v)
-        if (v := _num(rec.get("area_fraction"))) is not None:
-            fractions.append(v)
-        prompts = rec.get("prompts")
-        if isinstance(prompts, str):  # e.g. rows read back from the CSV export
-            try:
-                prompts = json.loads(prompts)
-            except ValueError:
-                prompts = None
-        if isinstance(prompts, Mapping):
-            points.append(len(prompts.get("points") or ()))
-            boxes.append(1 if prompts.get("box") else 0)
-    decode.sort()
-    encode.sort()
-    out: dict[str, Any] = {"count": count}
-    for name, values in (("decode_ms", decode), ("encode_ms", encode)):
-        for p in (50, 95, 99):
-            out[f"{name}_p{p}"] = _percentile(values, p)
-    out["mean_score"] = _mean(scores)
-    out["mean_area_fraction"] = _mean(fractions)
-    out["cache_hit_rate"] = _mean(hits)
-    out["mean_points"] = _mean(points)
-    out["box_rate"] = _mean(boxes)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sam_core.runlog [--dir outputs/logs] [--csv F] [--jsonl F]``: summary JSON."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m sam_core.runlog",
-                                 description="Summarise the run log (latency percentiles, cache hit rate, "
-                                 "scores, area fractions, clicks per run) and optionally export it.")
-    ap.add_argument("--dir", default="outputs/logs", help="the run-log folder (default outputs/logs)")
-    ap.add_argument("--csv", help="also write all records to this CSV file")
-    ap.add_argument("--jsonl", help="also write all records to this JSON-lines file")
-    args = ap.parse_args(argv)
-    if not (Path(args.dir) / "runs.sqlite").exists():
-        print(f"error: no run log in {args.dir}", file=sys.stderr)
-        return 2
-    with RunLog(args.dir) as runlog:
-        if args.csv:
-            runlog.export_csv(args.csv)
-        if args.jsonl:
-            runlog.export_jsonl(args.jsonl)
-        print(json.dumps(summarize(runlog.records()), indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return write_atomic(dest, write_binary, fsync=True)
