@@ -10,7 +10,7 @@ encoder run, prompts = one foreground point + a box (the rocket preset), multima
 
 * ours: exactly the work one click makes the app do -- ``state = studio.run(state)`` (prompt
   encoder + mask decoder on the cached embedding, the run-log record in SQLite, which needs
-  the chosen mask's metrics) followed by ``studio.view(state)`` (input preview with the
+  the chosen mask's metrics) followed by ``render_view(studio, state)`` (input preview with the
   prompts drawn, 3 candidate thumbnails, the annotation PNG, metrics; written as files for
   Gradio, as the UI sends them).
 * reference: ``SamPredictor.predict(..., multimask_output=True)`` at full resolution plus a
@@ -42,20 +42,21 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as demo.py does
 
 import numpy as np  # noqa: E402
-
-from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 import torch  # noqa: E402
+from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 from PIL import Image  # noqa: E402
+
+from sam_core.app import export  # noqa: E402
+from sam_core.ui.present import render_view  # noqa: E402
 
 DEFAULT_IMAGE = REPO / "examples" / "rocket_20mp.jpg"
 # The "Large photo (20 MP): the rocket" preset of examples/presets.json.
@@ -145,36 +146,37 @@ _MISSING = object()
 
 def install_taps(studio: Any) -> Taps:
     """Time the parts of one click (inclusive times; nested parts overlap their callers)."""
-    import sam_core.model.segmenter as engine
     import sam_core.app.studio as studio_mod
+    import sam_core.model.segmenter as engine
+    import sam_core.ui.present as present
 
     taps = Taps()
     taps.tap(engine.Segmenter, "embed", "embed_cache_lookup")
     taps.tap(engine.Segmenter, "decode", "decode_wall")
     taps.tap(engine.SegmentResult, "preview_masks", "preview_upsample")
     taps.tap(studio_mod, "mask_metrics", "mask_metrics")
-    taps.tap(studio, "_log", "runlog_record")  # metrics for the record + the SQLite insert
+    taps.tap(studio, "log_run", "runlog_record")  # the record + the SQLite insert
     taps.tap(studio.runlog, "append", "runlog_sqlite_insert")
-    taps.tap(studio_mod, "draw_prompts", "draw_prompts")
-    taps.tap(studio_mod, "candidate_thumbnails", "thumbnails")
-    taps.tap(studio_mod, "encode_jpeg", "encode_jpeg")
-    taps.tap(studio_mod, "encode_mask_png", "encode_png_annotation")
-    taps.tap(studio, "_write", "write_files")
-    taps.tap(studio, "_prune", "prune_files")
+    taps.tap(present, "draw_prompts", "draw_prompts")
+    taps.tap(present, "candidate_thumbnails", "thumbnails")
+    taps.tap(present, "encode_jpeg", "encode_jpeg")
+    taps.tap(present, "encode_mask_png", "encode_png_annotation")
+    taps.tap(present, "_write", "write_files")
+    taps.tap(present, "prune_dir", "prune_files")
     return taps
 
 
 def measure_ours(studio: Any, state: Any, runs: int, device: torch.device) -> tuple[Any, dict[str, Any]]:
     """Warm-up 1 click, then ``runs`` clicks; then the same clicks again with timers on the parts."""
     state = studio.run(state)
-    studio.view(state)
+    render_view(studio, state)
     totals, run_ms, view_ms, decode_ms = [], [], [], []
     for _ in range(runs):
         _sync(device)
         t0 = time.perf_counter()
         state = studio.run(state)
         t1 = time.perf_counter()
-        view = studio.view(state)
+        view = render_view(studio, state)
         t2 = time.perf_counter()
         totals.append((t2 - t0) * 1000)
         run_ms.append((t1 - t0) * 1000)
@@ -188,7 +190,7 @@ def measure_ours(studio: Any, state: Any, runs: int, device: torch.device) -> tu
     try:
         for _ in range(runs):
             state = studio.run(state)
-            studio.view(state)
+            render_view(studio, state)
             for k, v in taps.take().items():
                 parts[k].append(v)
         counts = {k: v // runs for k, v in taps.calls.items()}
@@ -226,7 +228,7 @@ def smooth_logits(result: Any, box: tuple[float, float, float, float], n: int) -
     (one smooth blob). Swapping these in after the (real, timed) decoder shows the click
     cost with masks shaped like vit_h's.
     """
-    H, W = result.original_size
+    W, H = result.image_size
     s = 1024.0 / max(H, W) / 4.0  # full-image px -> 256 low-res frame
     x1, y1, x2, y2 = (v * s for v in box)
     cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
@@ -248,7 +250,7 @@ def use_smooth_masks(seg: Any) -> Callable[[], None]:
         if n not in cache:
             cache[n] = smooth_logits(res, BOX, n)
         res.low_res_logits = cache[n].copy()
-        res._masks = None  # noqa: SLF001
+        res._masks = None
         return res
 
     seg.decode = decode
@@ -271,7 +273,7 @@ def profile_clicks(studio: Any, state: Any, n: int, top: int = 18) -> str:
     prof.enable()
     for _ in range(n):
         state = studio.run(state)
-        studio.view(state)
+        render_view(studio, state)
     prof.disable()
     buf = io.StringIO()
     st = pstats.Stats(prof, stream=buf)
@@ -286,7 +288,7 @@ def measure_export(studio: Any, state: Any, runs: int) -> dict[str, Any]:
     res, i = state.result, state.chosen
     full, enc, both, nbytes = [], [], [], 0
     for _ in range(runs):
-        res._masks = None  # noqa: SLF001 -- no cached full-res masks: measure the real work
+        res.__dict__.pop("masks", None)  # no cached full-res masks: measure the real work
         t0 = time.perf_counter()
         mask = res.full_mask(i)
         t1 = time.perf_counter()
@@ -299,7 +301,7 @@ def measure_export(studio: Any, state: Any, runs: int) -> dict[str, Any]:
     export_all = []
     for _ in range(max(1, runs)):
         t0 = time.perf_counter()
-        paths = studio.export(state)
+        paths = export.export_files(studio, state)
         export_all.append(_ms(t0))
     return {
         "export_mask_png_ms": _median(both),
@@ -375,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from sam_core.core.prompts import Prompts
     from sam_core.app.studio import Studio
+    from sam_core.core.prompts import Prompts
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -402,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         state = studio.open_image(None, args.image)
-        log(f"open_image {state.size[0]}x{state.size[1]} (decode, hash, preview, encoder run): "
-            f"{_ms(t0):.0f} ms, encode {seg._cache.get(f'{seg.model_id}:{state.image_key}').encode_ms:.0f} ms")  # noqa: SLF001
-        state = studio.set_prompts(state, Prompts.parse([POINT], BOX))
+        log(f"open_image {state.size} (decode, hash, preview, encoder run): "
+            f"{_ms(t0):.0f} ms, encode {seg._cache.get(f'{seg.model_id}:{state.image_key}').encode_ms:.0f} ms")
+        state = state.with_prompts(Prompts.parse([POINT], BOX))
         assert seg.is_cached(state.image_key)
 
         state, ours = measure_ours(studio, state, args.runs, device)

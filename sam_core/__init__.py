@@ -43,7 +43,21 @@ _EXPORTS = {
     "SegmentResult": "sam_core.model.segmenter",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CheckpointError",
+    "Embedding",
+    "ImageError",
+    "ImageSize",
+    "LoadedImage",
+    "PromptError",
+    "Prompts",
+    "ResourceError",
+    "SegmentResult",
+    "Segmenter",
+    "UserError",
+    "load_image",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
+from server import run_server
 
 from sam_core import Segmenter
 from sam_core.core.images import load_image
 from sam_core.runlog import RunLog
-from server import run_server
 
 ROOT = Path(__file__).resolve().parents[1]
 COFFEE = ROOT / "examples" / "coffee.png"

@@ -27,15 +27,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from corpus import print_table
 from gradio_client import Client, handle_file
 from PIL import Image
+from server import run_server
+from synth import photo_like
 
-from corpus import print_table
 from sam_core.core.geometry import mask_metrics
 from sam_core.core.images import image_hash, load_image
 from sam_core.runlog import RunLog
-from server import run_server
-from synth import photo_like
 
 ROOT = Path(__file__).resolve().parents[1]
 ROCKET_20MP = ROOT / "examples" / "rocket_20mp.jpg"  # 5472 x 3648
@@ -51,8 +51,8 @@ def full_logits(res) -> np.ndarray:
     with torch.inference_mode():
         t = torch.as_tensor(res.low_res_logits)[None]
         t = F.interpolate(t, (1024, 1024), mode="bilinear", align_corners=False)
-        t = t[..., : res.input_size[0], : res.input_size[1]]
-        t = F.interpolate(t, res.original_size, mode="bilinear", align_corners=False)
+        t = t[..., : res.input_size.height, : res.input_size.width]
+        t = F.interpolate(t, res.image_size.hw, mode="bilinear", align_corners=False)
     return t[0].numpy()
 
 
@@ -104,7 +104,7 @@ def test_many_visitors_at_once(request, server, tiny_segmenter, tmp_path):
             jobs = [client.submit(handle_file(str(v["path"])), json.dumps(p), m, api_name="/segment")
                     for p, m in v["requests"]]
             v["answers"] = [job.result(timeout=180) for job in jobs]
-        except Exception as err:  # noqa: BLE001 - reported below
+        except Exception as err:
             errors.append(f"visitor {v['path'].name}: {type(err).__name__}: {err}")
 
     t0 = time.perf_counter()
@@ -185,7 +185,7 @@ def test_full_queue_says_busy_and_recovers(request, busy_server):
                                             json.dumps({"points": [[2700 + 10 * i, 2200, 1]]}), True,
                                             api_name="/segment")
             outcomes.append(("ok", f"image_size {summary['image_size']}"))
-        except Exception as err:  # noqa: BLE001 - classified below
+        except Exception as err:
             outcomes.append((type(err).__name__, str(err)))
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
@@ -248,7 +248,7 @@ def test_sigkill_mid_run_keeps_the_run_log(server, tmp_path):
                                                       json.dumps({"points": [[100 + i, 100, 1]]}), True,
                                                       api_name="/segment")
             finished.append(i)
-        except Exception:  # noqa: BLE001 - the server is killed under it
+        except Exception:
             pass
 
     threads = [threading.Thread(target=slow, args=(i,), daemon=True) for i in range(8)]

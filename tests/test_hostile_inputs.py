@@ -21,15 +21,15 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from corpus import FileCase, bad_files, odd_images, print_table
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from corpus import FileCase, bad_files, odd_images, print_table
-from sam_core import Segmenter
-from sam_core.core.prompts import MAX_POINTS
-from sam_core.app.studio import MODE_FG, Studio
-from sam_core.ui.app import Handlers
 from server import run_server
+
+from sam_core import Segmenter
+from sam_core.app.studio import Studio
+from sam_core.core.prompts import MAX_POINTS
+from sam_core.ui.segment_tab import MODE_FG, Handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 COFFEE = ROOT / "examples" / "coffee.png"  # 600 x 400

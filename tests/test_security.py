@@ -26,15 +26,16 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from sam_core.core.errors import ResourceError
-
-import demo
-from sam_core.app import studio as studio_mod
-from sam_core.runlog import RunLog
-from sam_core.app.studio import MODE_FG, SessionState, Studio
-from sam_core.ui.app import Handlers
 from server import run_server
+
+from sam_core import cli as demo
+from sam_core.app import export
+from sam_core.app.session import SessionState
+from sam_core.app.studio import Studio
+from sam_core.core import files as files_mod
+from sam_core.core.errors import ResourceError
+from sam_core.runlog import RunLog
+from sam_core.ui.segment_tab import MODE_FG, Handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 COFFEE = ROOT / "examples" / "coffee.png"
@@ -82,11 +83,11 @@ def open_server(tmp_path_factory):
 
 def test_auth_flag_and_env_variable(monkeypatch):
     monkeypatch.setenv("SAM_DEMO_AUTH", "alice:secret")
-    assert demo.launch_kwargs(demo.parse_args([]), None)["auth"] == ("alice", "secret")
-    assert demo.launch_kwargs(demo.parse_args(["--auth", "bob:pw:with:colons"]), None)["auth"] == (
+    assert demo.launch_kwargs(demo.parse_args([]))["auth"] == ("alice", "secret")
+    assert demo.launch_kwargs(demo.parse_args(["--auth", "bob:pw:with:colons"]))["auth"] == (
         "bob", "pw:with:colons")
     monkeypatch.delenv("SAM_DEMO_AUTH")
-    assert demo.launch_kwargs(demo.parse_args([]), None)["auth"] is None
+    assert demo.launch_kwargs(demo.parse_args([]))["auth"] is None
 
 
 def wait_for_log(server, text: str, timeout: float = 90) -> str:
@@ -265,8 +266,8 @@ def test_uploaded_names_never_become_paths_ui(studio, tmp_path):
     for s in runs:
         s = h.select(s, MODE_FG, sel(290, 230))[0]
         outputs += [Path(p) for p in h.export(s)["value"]]
-        outputs.append(studio.save_overlay(s))
-    summary, api_paths = studio.segment_file(str(COFFEE), '{"points": [[290, 230, 1]]}', True,
+        outputs.append(export.save_overlay(studio, s))
+    summary, api_paths = export.segment_file(studio, str(COFFEE), '{"points": [[290, 230, 1]]}', True,
                                              name="../../../../tmp/evil")
     outputs += api_paths
     for p in outputs:
@@ -288,8 +289,8 @@ def test_same_pixels_keep_each_visitors_own_file_name(studio, tmp_path):
     assert a.image_key == b.image_key and studio.images.get(a.image_key) is not None  # shared pixels
     assert b.image_name == "mine.png" and "Loaded mine.png" in out[6] and "john" not in out[6]
     b = h.select(b, MODE_FG, sel(290, 230))[0]
-    files = [Path(p) for p in h.export(b)["value"]] + [studio.save_overlay(b)]
-    _, api_files = studio.segment_file(str(second), '{"points": [[290, 230, 1]]}', True, name="api.png")
+    files = [Path(p) for p in h.export(b)["value"]] + [export.save_overlay(studio, b)]
+    _, api_files = export.segment_file(studio, str(second), '{"points": [[290, 230, 1]]}', True, name="api.png")
     names = [p.name for p in files + api_files]
     assert not [n for n in names if "john" in n], names
     report = json.loads(next(p for p in files if p.suffix == ".json").read_text())
@@ -312,7 +313,7 @@ def test_outputs_are_written_atomically(studio, monkeypatch):
     h = Handlers(studio)
     state = h.select(h.upload(str(COFFEE), None)[0], MODE_FG, sel(290, 230))[0]
     files = [Path(p) for p in h.export(state)["value"]]
-    saved = studio.save_overlay(state)
+    saved = export.save_overlay(studio, state)
     assert len(files) == 4 and saved.is_file()
     assert not _temp_files(studio.render_dir, studio.outputs_dir)
     for p in [*files, saved]:
@@ -322,7 +323,7 @@ def test_outputs_are_written_atomically(studio, monkeypatch):
             json.loads(p.read_text())
 
     # The disk fills up at the moment of the rename: nothing half-written under a final name.
-    real_replace = studio_mod.os.replace
+    real_replace = files_mod.os.replace
     calls = {"n": 0}
 
     def failing_replace(src, dst):
@@ -331,7 +332,7 @@ def test_outputs_are_written_atomically(studio, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(studio_mod.os, "replace", failing_replace)
+    monkeypatch.setattr(files_mod.os, "replace", failing_replace)
     overlays_before = sorted((studio.outputs_dir / "overlays").iterdir())
     with pytest.raises(gr.Error, match=r"Could not write coffee_overlay\d\.png: No space left on device — the server's disk is full") as err:
         h.export(state)
@@ -343,7 +344,7 @@ def test_outputs_are_written_atomically(studio, monkeypatch):
     for name in partial:
         Image.open(export_dirs[-1] / name).load()
     with pytest.raises(ResourceError, match="disk is full"):
-        studio.save_overlay(state)
+        export.save_overlay(studio, state)
     assert sorted((studio.outputs_dir / "overlays").iterdir()) == overlays_before
     assert not _temp_files(studio.render_dir, studio.outputs_dir)
 

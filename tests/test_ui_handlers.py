@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_core.app.studio import MODE_BG, MODE_BOX, MODE_FG, SessionState, Studio
-from sam_core.ui.app import Handlers, build_app, load_presets, metrics_html
+from sam_core.app.session import SessionState
+from sam_core.app.studio import Studio
+from sam_core.ui.app import build_app
+from sam_core.ui.present import metrics_html
+from sam_core.ui.segment_tab import MODE_BG, MODE_BOX, MODE_FG, Handlers, load_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 COFFEE = ROOT / "examples" / "coffee.png"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from test_ui_browser import CAPTION, captions, click_at, metrics, natural_size, prompt_rows, shot, wait_idle, wait_rows
 
 from sam_core.core.images import load_image

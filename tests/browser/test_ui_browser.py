@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 SHOTS = Path(__file__).resolve().parent / "screenshots"

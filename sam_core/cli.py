@@ -1,0 +1,214 @@
+"""The command line of ``python demo.py`` and ``sam-studio``: flags -> Studio -> Blocks -> launch.
+
+Every flag falls back to an environment variable (shown in ``--help``).
+"""
+
+from __future__ import annotations
+
+import os
+
+# torch's OpenMP threads spin while waiting; on a shared CPU box that turned a 50 ms click
+# into 0.3-1 s. Passive waiting keeps clicks fast when another process is busy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import contextlib
+
+with contextlib.suppress(ImportError):  # ZeroGPU on Hugging Face Spaces: before torch touches CUDA
+    import spaces  # noqa: F401
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, overload
+
+from sam_core.model.registry import DEFAULT_MODEL, DEFAULT_REPO_ID, MODEL_TYPES, MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("sam_studio")
+
+
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
+def _env(name: str, default: str | None = None) -> str | None:
+    """The environment variable ``name``, or ``default`` when it is unset or empty."""
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; each falls back to an environment variable (shown in --help)."""
+    p = argparse.ArgumentParser(
+        description="SAM Studio: click points and boxes on an image and get Segment Anything's "
+        "three scored candidate masks. Every flag can also be set by the environment variable shown.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        choices=MODEL_TYPES,
+        default=_env("SAM_MODEL", DEFAULT_MODEL),
+        help="SAM variant: " + "; ".join(f"{m.name}: {m.summary}" for m in MODELS.values()) + " [env SAM_MODEL]",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=_env("SAM_CHECKPOINT"),
+        help="use this local .pth file instead of downloading [env SAM_CHECKPOINT]",
+    )
+    p.add_argument(
+        "--checkpoints-dir",
+        default=_env("SAM_CHECKPOINTS_DIR", str(ROOT / "checkpoints")),
+        help="where downloaded weights are kept and verified [env SAM_CHECKPOINTS_DIR]",
+    )
+    p.add_argument(
+        "--hub-repo",
+        default=_env("SAM_HUB_REPO", DEFAULT_REPO_ID),
+        help="Hugging Face Hub repo holding the checkpoints [env SAM_HUB_REPO]",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cuda", "mps", "cpu"],
+        default=_env("SAM_DEVICE", "auto"),
+        help="auto = cuda, then mps, then cpu; a missing GPU falls back to the CPU [env SAM_DEVICE]",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=_env("SAM_PRECISION", "auto"),
+        help="auto = bf16 autocast on CUDA GPUs that support it, fp32 elsewhere [env SAM_PRECISION]",
+    )
+    p.add_argument(
+        "--attention",
+        choices=["sdpa", "eager"],
+        default=_env("SAM_ATTENTION", "sdpa"),
+        help="image-encoder attention: fused SDPA (~2x faster encode, same maths) or SAM's "
+        "original eager code [env SAM_ATTENTION]",
+    )
+    p.add_argument(
+        "--host",
+        default=_env("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on; 0.0.0.0 exposes it to your network [env GRADIO_SERVER_NAME]",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("GRADIO_SERVER_PORT", "7860")),
+        help="port to listen on [env GRADIO_SERVER_PORT]",
+    )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        default=_env("GRADIO_SHARE", "").lower() in ("1", "true", "yes"),
+        help="also open a temporary public *.gradio.live link (needs internet; falls back to local) [env GRADIO_SHARE]",
+    )
+    p.add_argument(
+        "--auth",
+        default=_env("SAM_DEMO_AUTH"),
+        help="USER:PASS required to open the app; strongly advised with --share [env SAM_DEMO_AUTH]",
+    )
+    p.add_argument(
+        "--max-file-size",
+        default=_env("SAM_MAX_FILE_SIZE", "25mb"),
+        help="largest upload accepted, e.g. 25mb or 1gb [env SAM_MAX_FILE_SIZE]",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=float,
+        default=float(_env("SAM_MAX_PIXELS", "50e6")),
+        help="largest image accepted, in pixels (W x H) [env SAM_MAX_PIXELS]",
+    )
+    p.add_argument(
+        "--outputs",
+        default=_env("SAM_OUTPUTS_DIR", "outputs"),
+        help="folder for logs/ (run log) and overlays/ (saved overlays) [env SAM_OUTPUTS_DIR]",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(_env("SAM_QUEUE_SIZE", "64")),
+        help="requests allowed to wait; beyond it visitors are told the server is busy [env SAM_QUEUE_SIZE]",
+    )
+    return p.parse_args(argv)
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``USER:PASS`` -> (user, pass); raises ValueError on a malformed value."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth / SAM_DEMO_AUTH must look like USER:PASS")
+    return user, password
+
+
+def build(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Load the model and build the Blocks app (no server yet). Returns (app, studio)."""
+    from sam_core.app.studio import Studio
+    from sam_core.model.segmenter import Segmenter
+    from sam_core.ui.app import build_app
+
+    def load(model_type: str, checkpoint: str | None = None) -> Segmenter:
+        return Segmenter.from_pretrained(
+            model_type,
+            checkpoint,
+            args.device,
+            args.precision,
+            checkpoints_dir=args.checkpoints_dir,
+            repo_id=args.hub_repo,
+            sdpa=args.attention == "sdpa",
+        )
+
+    segmenter = load(args.model, args.checkpoint)
+    studio = Studio(
+        segmenter,
+        outputs_dir=args.outputs,
+        max_pixels=int(args.max_pixels),
+        model_loader=lambda model_type, _progress: load(model_type),
+    )
+    return build_app(studio), studio
+
+
+def launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``Blocks.launch`` for these flags."""
+    from sam_core.ui.app import CSS
+
+    return dict(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        auth=parse_auth(args.auth),
+        max_file_size=args.max_file_size,
+        show_error=True,
+        css=CSS,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    from sam_core.core.errors import UserError
+
+    try:
+        auth = parse_auth(args.auth)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            app, _ = build(args)
+    except (UserError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.share and auth is None:
+        log.warning("!" * 72)
+        log.warning(
+            "--share without --auth: ANYONE with the link can use this app, upload images and "
+            "use your GPU. Add --auth USER:PASS (or set SAM_DEMO_AUTH)."
+        )
+        log.warning("!" * 72)
+    app.queue(max_size=args.queue_size, default_concurrency_limit=4)
+    app.launch(**launch_kwargs(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

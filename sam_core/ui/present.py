@@ -1,0 +1,180 @@
+"""Presentation of a session: the files the browser gets, labels, table rows, metrics, status.
+
+Renders are at preview resolution (<= 1536 px): the input with its prompts (JPEG), one
+thumbnail per candidate (JPEG) and the chosen mask as a small palette PNG. They are written
+to the studio's scratch folder, per session, and pruned after two minutes (Gradio has copied
+them into its own cache by then).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sam_core.app.session import SessionState
+from sam_core.app.studio import Studio
+from sam_core.core.errors import PromptError
+from sam_core.core.files import prune_dir
+from sam_core.core.prompts import Prompts
+from sam_core.core.render import PALETTE, candidate_thumbnails, draw_prompts, encode_jpeg, encode_mask_png
+
+THUMB_SIDE = 320
+RENDER_TTL_S = 120
+
+ROW_HEADERS = ["label", "x", "y", "x2", "y2"]
+
+METRIC_LABELS = {
+    "index": "candidate",
+    "score": "score (pred. IoU)",
+    "area_px": "area (px)",
+    "area_pct": "area (%)",
+    "perimeter_px": "perimeter (px)",
+    "bbox": "bbox x1,y1,x2,y2",
+    "encode_ms": "encode (ms)",
+    "decode_ms": "decode (ms)",
+    "cache_hit": "cache hit",
+    "model": "model",
+    "device": "device",
+    "precision": "precision",
+    "image": "image (px)",
+    "measured_on": "measured on",
+}
+
+
+@dataclass(frozen=True)
+class View:
+    """What the Segment tab shows. Image fields are file paths written for the browser."""
+
+    input_image: str | None
+    gallery: list[tuple[str, str]]
+    selected: int | None
+    annotated: tuple[str, list[tuple[str, str]]] | None
+    metrics: dict[str, Any]
+    rows: list[list[Any]]
+    status: str
+
+
+def _write(studio: Studio, state: SessionState, stem: str, data: bytes, ext: str) -> str:
+    folder = studio.render_dir / state.session_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}-{uuid.uuid4().hex[:8]}.{ext}"
+    path.write_bytes(data)
+    return str(path)
+
+
+def render_view(studio: Studio, state: SessionState, status: str = "") -> View:
+    """Render everything the Segment tab shows for ``state`` at preview resolution."""
+    if not state.has_image:
+        return View(None, [], None, None, {}, [], status or "Upload an image or pick an example.")
+    entry = studio.entry(state)
+    drawn = draw_prompts(
+        entry.preview, state.prompts.points, state.prompts.box, scale=entry.scale, pending_corner=state.pending_corner
+    )
+    input_path = _write(studio, state, "input", encode_jpeg(drawn, quality=88), "jpg")
+    gallery: list[tuple[str, str]] = []
+    annotated = None
+    metrics: dict[str, Any] = {}
+    selected = None
+    cands = state.candidates
+    if cands is not None:
+        res = cands.result
+        colors = [PALETTE[i % len(PALETTE)] for i in range(len(cands.masks))]
+        thumbs = candidate_thumbnails(drawn, cands.masks, colors=colors, max_side=THUMB_SIDE)
+        for i, (m, thumb) in enumerate(zip(cands.masks, thumbs, strict=True)):
+            caption = f"mask {i + 1} · score {res.scores[i]:.3f} · {100 * m.mean():.1f} %"
+            gallery.append((_write(studio, state, f"cand{i}", encode_jpeg(thumb, quality=85), "jpg"), caption))
+        selected = cands.chosen
+        label = f"mask {cands.chosen + 1} ({res.scores[cands.chosen]:.3f})"
+        png = encode_mask_png(cands.masks[cands.chosen], colors[cands.chosen], state.settings.alpha)
+        annotated = (input_path, [(_write(studio, state, "mask", png, "png"), label)])
+        metrics = metrics_dict(studio, state)
+    keep = {input_path, *(g[0] for g in gallery)} | ({annotated[1][0][0]} if annotated else set())
+    prune_dir(studio.render_dir / state.session_id, RENDER_TTL_S, keep)
+    return View(input_path, gallery, selected, annotated, metrics, prompt_rows(state.prompts), status)
+
+
+def metrics_dict(studio: Studio, state: SessionState) -> dict[str, Any]:
+    """The metrics table's values for the chosen candidate (full-image units)."""
+    cands = state.candidates
+    if cands is None:
+        return {}
+    res, m = cands.result, cands.metrics
+    seg = studio.segmenter(state.model_type)
+    preview = cands.masks.shape[1:]
+    return {
+        "index": cands.chosen + 1,
+        "score": round(float(res.scores[cands.chosen]), 4),
+        "area_px": m["area"],
+        "area_pct": round(100 * m["area_fraction"], 2),
+        "perimeter_px": round(m["perimeter"], 1),
+        "bbox": m["bbox"],
+        "encode_ms": res.timings["encode_ms"],
+        "decode_ms": res.timings["decode_ms"],
+        "cache_hit": res.timings["cache_hit"],
+        "model": seg.model_type,
+        "device": str(seg.device),
+        "precision": seg.placement.precision,
+        "image": str(state.size),
+        "measured_on": "full image" if state.scale == 1.0 else f"{preview[1]}×{preview[0]} preview (export is exact)",
+    }
+
+
+def metrics_html(metrics: dict[str, Any]) -> str:
+    """A two-column-pair HTML table; each value cell carries ``data-metric=<key>``."""
+    if not metrics:
+        return "<div class='metrics-empty'>Metrics appear after the first click.</div>"
+    cells = []
+    for key, value in metrics.items():
+        text = json.dumps(value) if isinstance(value, (list, bool)) or value is None else str(value)
+        cells.append(
+            f"<th>{html.escape(METRIC_LABELS.get(key, key))}</th>"
+            f"<td data-metric='{html.escape(key)}'>{html.escape(text)}</td>"
+        )
+    rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
+    return "<table class='metrics'>" + "".join(rows) + "</table>"
+
+
+def status_text(state: SessionState) -> str:
+    """One line saying what to do next, or what the last decode cost."""
+    if not state.has_image:
+        return "Upload an image or pick an example."
+    if state.pending_corner is not None:
+        x, y = state.pending_corner
+        return f"Box: first corner at ({x:g}, {y:g}) — now click the opposite corner."
+    if state.result is None:
+        return "Click on the object (foreground), on what to exclude (background), or draw a box."
+    t = state.result.timings
+    hit = "cached embedding" if t["cache_hit"] else f"encoded in {t['encode_ms']:.0f} ms"
+    return f"{len(state.result.scores)} candidates · decoder {t['decode_ms']:.0f} ms · {hit}"
+
+
+def prompt_rows(prompts: Prompts) -> list[list[Any]]:
+    """Prompt table rows: ("fg"|"bg", x, y, "", "") per point and ("box", x1, y1, x2, y2)."""
+    rows: list[list[Any]] = [["fg" if lab else "bg", x, y, "", ""] for x, y, lab in prompts.points]
+    if prompts.box is not None:
+        x1, y1, x2, y2 = prompts.box
+        rows.append(["box", x1, y1, f"{x2:g}", f"{y2:g}"])
+    return rows
+
+
+def prompts_from_rows(rows: list[list[Any]]) -> Prompts:
+    """Parse an edited prompt table back into prompts (blank rows are skipped)."""
+    points: list[tuple[Any, Any, Any]] = []
+    box = None
+    for n, row in enumerate(rows, start=1):
+        cells = ["" if c is None else str(c).strip() for c in ([*list(row), "", "", "", "", ""])[:5]]
+        if not any(cells):
+            continue
+        kind = cells[0].lower()
+        if kind in ("fg", "bg", "1", "0", "foreground", "background"):
+            points.append((cells[1], cells[2], kind))
+        elif kind == "box":
+            if box is not None:
+                raise PromptError("Only one box is allowed in the prompt table.")
+            box = cells[1:5]
+        else:
+            raise PromptError(f"Row {n}: label must be fg, bg or box, got {cells[0]!r}.")
+    return Prompts.parse(points, box)

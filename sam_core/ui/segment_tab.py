@@ -1,0 +1,325 @@
+"""The Segment tab: click points and boxes, get SAM's three scored candidates, export.
+
+Handlers are thin: each turns a Gradio event into an application event for
+:meth:`Studio.handle`, then presents the new session. Per-visitor state is the
+:class:`SessionState` in ``gr.State``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gradio as gr
+
+from sam_core.app import export
+from sam_core.app.session import PromptMode, SessionState, Settings
+from sam_core.app.studio import ChangeSettings, Choose, Clear, Click, Event, SetPrompts, Studio, SwitchModel, Undo
+from sam_core.core.errors import PromptError
+from sam_core.core.prompts import Prompts
+from sam_core.model.registry import MODEL_TYPES
+from sam_core.ui.common import gpu_handlers, user_errors
+from sam_core.ui.components import FastAnnotatedImage, RawImage
+from sam_core.ui.present import ROW_HEADERS, metrics_html, prompts_from_rows, render_view, status_text
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+WEBCAM_NAME = re.compile(r"image\.(png|jpeg)")  # what Gradio's webcam names a capture
+
+MODE_FG = "Foreground point"
+MODE_BG = "Background point"
+MODE_BOX = "Box (2 clicks)"
+MODES = {MODE_FG: PromptMode.FOREGROUND, MODE_BG: PromptMode.BACKGROUND, MODE_BOX: PromptMode.BOX}
+
+# Handlers that run the model: wrapped with spaces.GPU on ZeroGPU Spaces.
+GPU_HANDLERS = (
+    "upload",
+    "webcam",
+    "example",
+    "select",
+    "undo",
+    "edit_prompts",
+    "settings",
+    "switch_model",
+    "export",
+    "save",
+    "api_segment",
+)
+
+
+class Outputs(NamedTuple):
+    """What every Segment-tab event updates, in the order of the ``outputs`` list."""
+
+    state: SessionState
+    image: Any
+    candidates: Any
+    result: Any
+    metrics: str
+    prompts: list[list[Any]]
+    status: str
+
+
+class Handlers:
+    """Event handlers of the Segment tab; tests call them with the values Gradio passes."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+
+    def _state(self, state: SessionState | None) -> SessionState:
+        return state if isinstance(state, SessionState) else SessionState(model_type=self.studio.default_model)
+
+    def render(self, state: SessionState, status: str | None = None) -> Outputs:
+        """Present ``state``; ``status`` defaults to what to do next."""
+        view = render_view(self.studio, state, status_text(state) if status is None else status)
+        gallery = gr.update(value=view.gallery or None, selected_index=view.selected)
+        return Outputs(
+            state, view.input_image, gallery, view.annotated, metrics_html(view.metrics), view.rows, view.status
+        )
+
+    def _apply(self, state: SessionState | None, event: Event, progress: Any = None) -> Outputs:
+        report = None if progress is None else (lambda f, msg: progress(f, desc=msg))
+        return self.render(self.studio.handle(self._state(state), event, progress=report))
+
+    def _open(self, path: str, state: SessionState | None, progress: Any) -> SessionState:
+        return self.studio.open_image(
+            self._state(state), path, Path(path).name, progress=lambda f, msg: progress(f, desc=msg)
+        )
+
+    # -------------------------------------------------------------- events
+    @user_errors
+    def upload(self, path: str | None, state: SessionState | None, progress: Any = gr.Progress()) -> Outputs:
+        state = self._state(state)
+        if not path:  # cleared
+            return self.render(state.fresh())
+        state = self._open(path, state, progress)
+        return self.render(
+            state,
+            f"Loaded {state.image_name} ({state.size}, ready in {state.encode_ms / 1000:.1f} s) · {status_text(state)}",
+        )
+
+    def webcam(self, path: str | None, state: SessionState | None, progress: Any = gr.Progress()) -> Any:
+        """``.change``: a webcam capture arrives only as a change (no upload event).
+
+        The change event also fires when a handler shows a new render in the image, so only a
+        capture (which the front end names ``image.png`` / ``image.jpeg``) is opened.
+        """
+        if not path or not WEBCAM_NAME.fullmatch(Path(path).name) or (state and state.image_path == path):
+            return tuple(gr.skip() for _ in Outputs._fields)
+        return self.upload(path, state, progress)
+
+    @user_errors
+    def example(self, path: str, preset: str, state: SessionState | None, progress: Any = gr.Progress()) -> Outputs:
+        state = self._open(path, state, progress)
+        return self._apply(state, SetPrompts(Prompts.from_json(preset)))
+
+    @user_errors
+    def select(self, state: SessionState | None, mode: str, evt: gr.SelectData) -> Outputs:
+        try:
+            x, y = float(evt.index[0]), float(evt.index[1])
+        except (TypeError, ValueError, IndexError, KeyError):  # only a hand-made request sends these
+            raise PromptError(f"Invalid click position {repr(evt.index)[:60]}: expected [x, y] in pixels.") from None
+        return self._apply(state, Click(x, y, MODES.get(mode, PromptMode.FOREGROUND)))
+
+    @user_errors
+    def undo(self, state: SessionState | None) -> Outputs:
+        return self._apply(state, Undo())
+
+    @user_errors
+    def clear(self, state: SessionState | None) -> Outputs:
+        return self._apply(state, Clear())
+
+    @user_errors
+    def edit_prompts(self, rows: Any, state: SessionState | None) -> Outputs:
+        values = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
+        return self._apply(state, SetPrompts(prompts_from_rows(values)))
+
+    @user_errors
+    def choose(self, state: SessionState | None, evt: gr.SelectData) -> Outputs:
+        return self._apply(state, Choose(int(evt.index)))
+
+    @user_errors
+    def settings(
+        self,
+        state: SessionState | None,
+        multimask: bool,
+        threshold: float,
+        alpha: float,
+        min_island: float,
+        min_hole: float,
+        refine: bool,
+    ) -> Outputs:
+        new = Settings(
+            bool(multimask),
+            float(threshold),
+            float(alpha),
+            max(0, int(min_island or 0)),
+            max(0, int(min_hole or 0)),
+            bool(refine),
+        )
+        return self._apply(state, ChangeSettings(new))
+
+    @user_errors
+    def switch_model(
+        self, model_type: str, state: SessionState | None, progress: Any = gr.Progress(track_tqdm=True)
+    ) -> Outputs:
+        out = self._apply(state, SwitchModel(model_type), progress)
+        return out._replace(status=f"Model: {model_type}. {out.status}")
+
+    @user_errors
+    def export(self, state: SessionState | None) -> Any:
+        """Write the full-resolution files and show them in the Downloads list."""
+        paths = [str(p) for p in export.export_files(self.studio, self._state(state))]
+        return gr.update(value=paths, visible=True)
+
+    @user_errors
+    def save(self, state: SessionState | None) -> str:
+        path = export.save_overlay(self.studio, self._state(state))
+        gr.Info(f"Saved {path.name} to {path.parent}")
+        return f"Saved overlay: `{path}`"
+
+    @user_errors
+    def api_segment(self, image_file: str | None, prompts: str, multimask: bool) -> tuple[dict[str, Any], list[str]]:
+        """``/segment``: (summary, full-resolution mask PNG paths)."""
+        summary, paths = export.segment_file(
+            self.studio, image_file or "", prompts, bool(multimask), name=Path(image_file).name if image_file else None
+        )
+        return summary, [str(p) for p in paths]
+
+
+def load_presets() -> list[list[str]]:
+    """Example rows ``[image_path, prompts_json, title]`` from ``examples/presets.json``."""
+    path = EXAMPLES_DIR / "presets.json"
+    if not path.exists():
+        return []
+    rows = []
+    for item in json.loads(path.read_text()):
+        file = EXAMPLES_DIR / item["file"]
+        if file.exists():
+            rows.append(
+                [
+                    str(file),
+                    json.dumps({"points": item.get("points") or [], "box": item.get("box")}),
+                    item.get("title", item["file"]),
+                ]
+            )
+    return rows
+
+
+def build_segment_tab(studio: Studio) -> Handlers:
+    """Lay out the Segment tab inside the current Blocks context and wire its events."""
+    h = Handlers(studio)
+    gpu_handlers(h, GPU_HANDLERS)
+    state = gr.State(None)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            image = RawImage(
+                label="Image — click to add prompts",
+                type="filepath",
+                format="png",
+                sources=["upload", "clipboard", "webcam"],
+                interactive=True,
+                elem_id="input-image",
+                height=560,
+            )
+            with gr.Row():
+                mode = gr.Radio(list(MODES), value=MODE_FG, label="Prompt mode", elem_id="prompt-mode", scale=4)
+                undo = gr.Button("↶ Undo", elem_id="undo", scale=1, min_width=80)
+                clear = gr.Button("Clear", elem_id="clear", scale=1, min_width=80)
+            status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
+            prompts = gr.Dataframe(
+                headers=ROW_HEADERS,
+                datatype=["str", "number", "number", "str", "str"],
+                column_count=(5, "fixed"),  # type: ignore[arg-type]  # the only way to fix the columns in Gradio 6.31
+                row_count=0,
+                interactive=True,
+                label="Prompts (full-image pixels; edit for exact coordinates — label fg, bg or box)",
+                elem_id="prompts",
+            )
+            preset = gr.Textbox(visible=False)
+            title = gr.Textbox(visible=False)
+            examples = load_presets()
+            example_table = None
+            if examples:
+                example_table = gr.Examples(
+                    examples=examples,
+                    inputs=[image, preset, title],
+                    label="Examples (with preset prompts)",
+                    run_on_click=False,
+                    cache_examples=False,
+                    example_labels=[e[2] for e in examples],
+                    elem_id="examples",
+                    api_visibility="private",
+                )
+        with gr.Column(scale=3):
+            candidates = gr.Gallery(
+                label="Candidates (best preselected — click to choose)",
+                columns=3,
+                rows=1,
+                height=230,
+                allow_preview=False,
+                object_fit="contain",
+                elem_id="candidates",
+                interactive=False,
+            )
+            result = FastAnnotatedImage(label="Chosen mask", elem_id="result", height=420)
+            metrics = gr.HTML(metrics_html({}), elem_id="metrics", label="Metrics")
+            with gr.Row():
+                export_btn = gr.Button("Export mask, cut-out, overlay, JSON", elem_id="export", variant="primary")
+                save = gr.Button("Save overlay to outputs/", elem_id="save")
+            downloads = gr.File(
+                label="Downloads", file_count="multiple", elem_id="downloads", interactive=False, visible=False
+            )
+            saved = gr.Markdown(elem_id="saved")
+            with gr.Accordion("Settings", open=False, elem_id="settings"):
+                model = gr.Dropdown(list(MODEL_TYPES), value=studio.default_model, label="Model", elem_id="model")
+                multimask = gr.Checkbox(True, label="Three candidates (multimask)", elem_id="multimask")
+                threshold = gr.Slider(
+                    -4, 4, value=0.0, step=0.25, label="Mask threshold on the logits", elem_id="threshold"
+                )
+                alpha = gr.Slider(0.1, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity")
+                with gr.Row():
+                    min_island = gr.Number(0, label="Remove islands below (px)", precision=0, minimum=0)
+                    min_hole = gr.Number(0, label="Fill holes below (px)", precision=0, minimum=0)
+                refine = gr.Checkbox(False, label="Refine with previous mask", elem_id="refine")
+
+    outputs = [state, image, candidates, result, metrics, prompts, status]
+    hidden: dict[str, Any] = {"api_visibility": "private"}
+    image.upload(h.upload, [image, state], outputs, **hidden)
+    image.clear(h.upload, [image, state], outputs, **hidden)
+    image.change(h.webcam, [image, state], outputs, **hidden)
+    image.select(h.select, [state, mode], outputs, **hidden)
+    undo.click(h.undo, [state], outputs, **hidden)
+    clear.click(h.clear, [state], outputs, **hidden)
+    prompts.input(h.edit_prompts, [prompts, state], outputs, **hidden)
+    candidates.select(h.choose, [state], outputs, **hidden)
+    settings = [state, multimask, threshold, alpha, min_island, min_hole, refine]
+    for box in (multimask, refine):
+        box.input(h.settings, settings, outputs, **hidden)
+    for slider in (threshold, alpha):
+        slider.release(h.settings, settings, outputs, **hidden)
+    for num in (min_island, min_hole):
+        num.submit(h.settings, settings, outputs, **hidden)
+        num.blur(h.settings, settings, outputs, **hidden)
+    model.input(h.switch_model, [model, state], outputs, **hidden)
+    export_btn.click(h.export, [state], downloads, **hidden)
+    save.click(h.save, [state], saved, **hidden)
+    # Examples: the table loads the inputs, then we open the image and run its preset.
+    if example_table is not None:
+        example_table.load_input_event.then(h.example, [image, preset, state], outputs, **hidden)
+
+    # Program API (gradio_client): /segment
+    with gr.Row(visible=False):
+        api_image = gr.File(type="filepath", label="image")
+        api_prompts = gr.Textbox(label="prompts")
+        api_multimask = gr.Checkbox(True, label="multimask")
+        api_summary = gr.JSON(label="summary")
+        api_masks = gr.File(file_count="multiple", label="masks")
+    api_prompts.submit(
+        h.api_segment,
+        [api_image, api_prompts, api_multimask],
+        [api_summary, api_masks],
+        api_name="segment",
+        api_visibility="public",
+    )
+    return h
