@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import os
 import platform
@@ -202,7 +203,7 @@ def measure_ours(studio: Any, state: Any, runs: int, device: torch.device) -> tu
     up = []
     for _ in range(max(3, runs // 3)):
         t0 = time.perf_counter()
-        state.result.preview_masks((h, w))
+        state.result.preview_masks(entry.preview_size)
         up.append(_ms(t0))
     stats = {
         "totals": totals,
@@ -249,9 +250,7 @@ def use_smooth_masks(seg: Any) -> Callable[[], None]:
         n = len(res.scores)
         if n not in cache:
             cache[n] = smooth_logits(res, BOX, n)
-        res.low_res_logits = cache[n].copy()
-        res._masks = None
-        return res
+        return dataclasses.replace(res, low_res_logits=cache[n].copy())
 
     seg.decode = decode
     return lambda: delattr(seg, "decode")
