@@ -11,8 +11,8 @@ import errno
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +37,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Writer, *, fsync: b
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # Not mkstemp: its 0600 mode would make outputs unreadable to the group (shared cluster
+        # folders); os.open applies the umask to 0666 like any other new file.
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, (bytes, bytearray, memoryview)):
                 f.write(data)

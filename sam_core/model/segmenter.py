@@ -10,7 +10,9 @@ full-resolution masks are upsampled by the same two bilinear steps.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -29,9 +31,10 @@ from sam_core.core.errors import ResourceError
 from sam_core.core.images import check_image, image_hash
 from sam_core.core.prompts import Prompts
 from sam_core.core.sizes import ImageSize
-from sam_core.model.build import TEST_TINY, Placement, build_model, enable_sdpa, resolve_placement
+from sam_core.model.build import TEST_TINY, Placement, build_model, build_test_tiny, enable_sdpa, resolve_placement
+from sam_core.model.embeddings import EmbeddingStore
 from sam_core.model.results import LOW_RES, SegmentResult, upsample_logits  # noqa: F401  (re-exported)
-from sam_core.model.weights import resolve_checkpoint
+from sam_core.model.weights import checkpoint_sha256, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ class Embedding:
     features: torch.Tensor
     image_size: ImageSize  # the full image
     input_size: ImageSize  # after the resize to a long side of 1024 (SAM's input frame)
-    encode_ms: float
+    encode_ms: float  # encoder time, or the read time when ``stored``
+    stored: bool = False  # read from an EmbeddingStore instead of encoded
 
     @property
     def nbytes(self) -> int:
@@ -59,7 +63,9 @@ class Segmenter:
     """SAM behind one lock with an LRU embedding cache shared by every caller.
 
     Build with :meth:`from_pretrained`. ``segment`` and ``embed`` are thread-safe; two
-    callers asking for the same new image at once share one encoder run.
+    callers asking for the same new image at once share one encoder run. With a store of
+    precomputed embeddings attached (``embeddings=``, :meth:`attach_embeddings`), an image
+    stored for this model type and these weights is read instead of encoded (``cache_hit``).
     """
 
     def __init__(
@@ -72,6 +78,9 @@ class Segmenter:
         cache_entries: int = 32,
         cache_mb: int = 512,
         sdpa: bool = False,
+        embeddings: EmbeddingStore | str | os.PathLike[str] | None = None,
+        checkpoints_dir: str | os.PathLike[str] | None = None,
+        weights_id: str | None = None,
     ) -> None:
         self.model_type = model_type
         self.placement = placement
@@ -85,6 +94,14 @@ class Segmenter:
         self._cache: LRUCache[Embedding] = LRUCache(cache_entries, cache_mb << 20, lambda e: e.nbytes)
         # Identity of the weights + numerics, so an embedding is never reused across models.
         self.model_id = f"{model_type}:{Path(checkpoint).name if checkpoint else 'builtin'}:{placement.precision}"
+        self._checkpoints_dir = checkpoints_dir
+        self._weights_id = weights_id  # None: worked out on first use (see weights_id)
+        self._weights_id_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._encoder_runs = 0
+        self.store_loads = 0  # embeddings read from the store instead of encoded
+        self.embeddings: EmbeddingStore | None = None
+        self.attach_embeddings(embeddings)
 
     @classmethod
     def from_pretrained(
@@ -100,12 +117,14 @@ class Segmenter:
         cache_entries: int = 32,
         cache_mb: int = 512,
         progress: bool = True,
+        embeddings: EmbeddingStore | str | os.PathLike[str] | None = None,
     ) -> Segmenter:
         """Resolve (download + verify) the weights, build the model and place it.
 
         ``sdpa``: fused attention (``scaled_dot_product_attention``) in the image encoder, with
         the relative-position bias as the attention mask. Same maths as SAM's attention; the
         embedding differs from eager by ~1e-6 and encoding is ~2x faster on CPUs (tested).
+        ``embeddings``: a folder of precomputed embeddings (:class:`EmbeddingStore`) to read.
         """
         path = resolve_checkpoint(
             model_type, checkpoint, checkpoints_dir=checkpoints_dir, repo_id=repo_id, progress=progress
@@ -120,6 +139,8 @@ class Segmenter:
             cache_entries=cache_entries,
             cache_mb=cache_mb,
             sdpa=sdpa,
+            embeddings=embeddings,
+            checkpoints_dir=checkpoints_dir,
         )
 
     # ------------------------------------------------------------------ info
@@ -133,8 +154,28 @@ class Segmenter:
 
     @property
     def encoder_runs(self) -> int:
-        """How many times the image encoder has run (cache misses)."""
-        return self._cache.creations
+        """How many times the image encoder has run (cache misses not served by the store)."""
+        return self._encoder_runs
+
+    @property
+    def weights_id(self) -> str:
+        """Identity of the weights for the embedding store: the checkpoint's sha256, or
+        ``test-tiny-seed<N>`` for test-tiny's built-in random weights. Computed on first use
+        (official checkpoints: read from their verification record, no re-hash)."""
+        with self._weights_id_lock:
+            if self._weights_id is None:
+                if self.checkpoint is None:
+                    seed = inspect.signature(build_test_tiny).parameters["seed"].default
+                    self._weights_id = f"{self.model_type}-seed{seed}"
+                else:
+                    self._weights_id = checkpoint_sha256(self.checkpoint, checkpoints_dir=self._checkpoints_dir)
+            return self._weights_id
+
+    def attach_embeddings(self, store: EmbeddingStore | str | os.PathLike[str] | None) -> None:
+        """Read precomputed embeddings from ``store`` (a folder or an :class:`EmbeddingStore`); None detaches."""
+        if store is not None and not isinstance(store, EmbeddingStore):
+            store = EmbeddingStore(store)
+        self.embeddings = store
 
     def info(self) -> dict[str, Any]:
         return {
@@ -144,6 +185,7 @@ class Segmenter:
             "sdpa": self.sdpa,
             "checkpoint": Path(self.checkpoint).name if self.checkpoint else None,
             "test_model": self.is_test_model,
+            "embeddings": str(self.embeddings.root) if self.embeddings else None,
         }
 
     def clear_cache(self) -> None:
@@ -187,6 +229,8 @@ class Segmenter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         ms = (time.perf_counter() - t0) * 1000
+        with self._count_lock:
+            self._encoder_runs += 1
         log.info("encoded %s in %.0f ms", key[:12], ms)
         return Embedding(key, features, ImageSize.of(image), ImageSize(int(x.shape[-1]), int(x.shape[-2])), ms)
 
@@ -197,11 +241,111 @@ class Segmenter:
         caller already has it. Returns ``(embedding, cache_hit)``.
         """
         check_image(image)
-        key = f"{self.model_id}:{image_key or image_hash(image)}"
-        return self._cache.get_or_create(key, lambda: self._encode(key, image))
+        image_key = image_key or image_hash(image)
+        key = f"{self.model_id}:{image_key}"
+        emb, hit = self._cache.get_or_create(key, lambda: self._load_or_encode(key, image_key, image))
+        return emb, hit or emb.stored
+
+    def encode(self, image: np.ndarray, *, image_key: str | None = None) -> Embedding:
+        """Run the image encoder on ``image`` (H, W, 3) uint8, bypassing the cache and the store."""
+        check_image(image)
+        return self._encode(f"{self.model_id}:{image_key or image_hash(image)}", image)
+
+    def _load_or_encode(self, key: str, image_key: str, image: np.ndarray) -> Embedding:
+        """The stored embedding when the attached store has a matching one, else a fresh encode."""
+        store = self.embeddings
+        if store is None:
+            return self._encode(key, image)
+        t0 = time.perf_counter()
+        size = ImageSize.of(image)
+        stored = store.load(
+            self.model_type,
+            self.weights_id,
+            image_key,
+            precision=self.placement.precision,
+            image_size=size,
+            input_long_side=self.transform.target_length,
+            shape=(1, self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size),
+            device=self.device,
+        )
+        if stored is not None:
+            with self._count_lock:
+                self.store_loads += 1
+            ms = (time.perf_counter() - t0) * 1000
+            log.info("read the embedding of %s from %s in %.0f ms", image_key[:12], stored.path, ms)
+            return Embedding(key, stored.features, stored.image_size, stored.input_size, ms, stored=True)
+        emb = self._encode(key, image)
+        if store.write_new:
+            try:
+                store.save(
+                    emb.features,
+                    model_type=self.model_type,
+                    weights_id=self.weights_id,
+                    image_key=image_key,
+                    image_size=emb.image_size,
+                    input_size=emb.input_size,
+                    precision=self.placement.precision,
+                    input_long_side=self.transform.target_length,
+                    device=str(self.device),
+                    attention="sdpa" if self.sdpa else "eager",
+                    encode_ms=emb.encode_ms,
+                )
+            except ResourceError as err:  # the embedding is still good for this session
+                log.warning("could not store the embedding of %s: %s", image_key[:12], err)
+        return emb
 
     def is_cached(self, image_key: str) -> bool:
         return f"{self.model_id}:{image_key}" in self._cache
+
+    def embed_many(
+        self, images: Sequence[np.ndarray], *, image_keys: Sequence[str | None] | None = None
+    ) -> list[tuple[Embedding, bool]]:
+        """Embeddings of several (H, W, 3) uint8 images; the uncached ones in ONE encoder pass.
+
+        The batch path of studies on CUDA (``python -m sam_core.batch --batch-size N``). Images in
+        the cache are not encoded again; with an embedding store attached, or fewer than two
+        images to encode, this is :meth:`embed` per image. Returns ``(embedding, cache_hit)`` per
+        image, in order; a batched embedding's ``encode_ms`` is the batch's time divided by its size.
+        Unlike :meth:`embed`, two threads batching the same new image at once may both encode it.
+        """
+        given = list(image_keys) if image_keys is not None else [None] * len(images)
+        if len(given) != len(images):
+            raise ValueError(f"{len(images)} images but {len(given)} image keys")
+        keys = [k or image_hash(check_image(im)) for im, k in zip(images, given, strict=True)]
+        out: dict[int, tuple[Embedding, bool]] = {}
+        todo: list[int] = []
+        for i, k in enumerate(keys):
+            cached = self._cache.get(f"{self.model_id}:{k}")
+            if cached is not None:
+                out[i] = (cached, True)
+            else:
+                todo.append(i)
+        first = list({keys[i]: i for i in reversed(todo)}.values())[::-1]  # one encode per distinct image
+        if self.embeddings is not None or len(first) < 2:
+            for i in todo:
+                out[i] = self.embed(images[i], image_key=keys[i])
+            return [out[i] for i in range(len(images))]
+        t0 = time.perf_counter()
+        xs = [self.prepare_input(check_image(images[i])) for i in first]
+        with self._lock, self._guard_oom(), torch.inference_mode(), self._autocast():
+            batch = torch.cat([self.model.preprocess(x.to(self.device).float()) for x in xs])
+            features = self.model.image_encoder(batch).float()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        ms = (time.perf_counter() - t0) * 1000 / len(first)
+        with self._count_lock:
+            self._encoder_runs += len(first)
+        log.info("encoded %d images in one batch, %.0f ms each", len(first), ms)
+        made: dict[str, Embedding] = {}
+        for j, i in enumerate(first):
+            key = f"{self.model_id}:{keys[i]}"
+            size = ImageSize(int(xs[j].shape[-1]), int(xs[j].shape[-2]))
+            emb = Embedding(key, features[j : j + 1].clone(), ImageSize.of(images[i]), size, ms)
+            self._cache.put(key, emb)
+            made[keys[i]] = emb
+        for i in todo:
+            out[i] = (made[keys[i]], i not in first)
+        return [out[i] for i in range(len(images))]
 
     # ------------------------------------------------------------------ decoder
     def segment(

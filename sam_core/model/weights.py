@@ -47,6 +47,7 @@ __all__ = [
     "SKIP_VERIFY_ENV",
     "CheckpointError",
     "CheckpointSpec",
+    "checkpoint_sha256",
     "default_checkpoints_dir",
     "default_repo_id",
     "resolve_checkpoint",
@@ -173,6 +174,38 @@ def _check(
     if use_record:
         _unlink(_record_path(path, record_dir))
     return reason
+
+
+def checkpoint_sha256(
+    path: str | os.PathLike, *, checkpoints_dir: str | os.PathLike | None = None, progress: bool = True
+) -> str:
+    """The sha256 of a checkpoint file: from a verification record while the file's stat matches it
+    (official files were hashed when verified), else hashed now. A big file's hash is recorded
+    under ``<checkpoints_dir>/.verified/`` so the next start does not hash it again.
+    """
+    path = Path(path)
+    st = path.stat()
+    record_dirs: list[Path | None] = [None]
+    if checkpoints_dir is not None:
+        record_dirs.append(Path(checkpoints_dir).expanduser() / _RECORD_DIR)
+    for record_dir in record_dirs:
+        try:
+            rec = json.loads(_record_path(path, record_dir).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        digest = rec.get("sha256") if isinstance(rec, dict) else None
+        if (
+            isinstance(digest, str)
+            and len(digest) == 64
+            and rec.get("path") == str(path.absolute())
+            and all(rec.get(k) == v for k, v in _stat_key(st).items())
+        ):
+            return digest
+    digest = sha256_file(path, progress=progress and st.st_size >= _PROGRESS_MIN)
+    if st.st_size >= _PROGRESS_MIN and _stat_key(path.stat()) == _stat_key(st):
+        spec = CheckpointSpec("", path.name, "", st.st_size, digest)
+        _write_record(path, st, spec, record_dirs[-1])
+    return digest
 
 
 def verify_file(
