@@ -87,6 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "original eager code [env SAM_ATTENTION]",
     )
     p.add_argument(
+        "--embeddings",
+        default=_env("SAM_EMBEDDINGS_DIR"),
+        metavar="DIR",
+        help="folder of precomputed embeddings (python -m sam_core.batch embed ...): an image stored there "
+        "for the same model and weights is not encoded again [env SAM_EMBEDDINGS_DIR]",
+    )
+    p.add_argument(
         "--host",
         default=_env("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="address to listen on; 0.0.0.0 exposes it to your network [env GRADIO_SERVER_NAME]",
@@ -120,9 +127,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="largest image accepted, in pixels (W x H) [env SAM_MAX_PIXELS]",
     )
     p.add_argument(
+        "--alert-rules",
+        default=_env("SAM_ALERT_RULES"),
+        metavar="FILE",
+        help="alert rules (TOML) for the Monitor tab and /metrics; default: sam_core/monitor/alerts.toml "
+        "[env SAM_ALERT_RULES]",
+    )
+    p.add_argument(
         "--outputs",
         default=_env("SAM_OUTPUTS_DIR", "outputs"),
         help="folder for logs/ (run log) and overlays/ (saved overlays) [env SAM_OUTPUTS_DIR]",
+    )
+    p.add_argument(
+        "--batch-max-images",
+        type=int,
+        default=int(_env("SAM_BATCH_MAX_IMAGES", "100")),
+        help="most images one study in the Batch tab may hold [env SAM_BATCH_MAX_IMAGES]",
+    )
+    p.add_argument(
+        "--batch-max-pixels",
+        type=float,
+        default=float(_env("SAM_BATCH_MAX_PIXELS", "400e6")),
+        help="most pixels (all images together) one study in the Batch tab may hold [env SAM_BATCH_MAX_PIXELS]",
     )
     p.add_argument(
         "--queue-size",
@@ -145,7 +171,16 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 def build(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load the model and build the Blocks app (no server yet). Returns (app, studio)."""
+    from sam_core.monitor.alerts import load_rules
+
+    rules = load_rules(getattr(args, "alert_rules", None))  # a bad rules file fails before the model loads
+    emb_dir = getattr(args, "embeddings", None)
+    if emb_dir and not Path(emb_dir).expanduser().is_dir():
+        from sam_core.core.errors import UserError
+
+        raise UserError(f"--embeddings {emb_dir}: no such folder (make one with: python -m sam_core.batch embed ...).")
     from sam_core.app.studio import Studio
+    from sam_core.batch.uploads import BatchLimits
     from sam_core.model.segmenter import Segmenter
     from sam_core.ui.app import build_app
 
@@ -158,6 +193,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
             checkpoints_dir=args.checkpoints_dir,
             repo_id=args.hub_repo,
             sdpa=args.attention == "sdpa",
+            embeddings=getattr(args, "embeddings", None),
         )
 
     segmenter = load(args.model, args.checkpoint)
@@ -167,7 +203,89 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         max_pixels=int(args.max_pixels),
         model_loader=lambda model_type, _progress: load(model_type),
     )
-    return build_app(studio), studio
+    limits = BatchLimits(max_images=args.batch_max_images, max_pixels=int(args.batch_max_pixels))
+    return build_app(studio, batch_limits=limits, alert_rules=rules), studio
+
+
+def attach_metrics(studio: Any, rules_path: str | None = None) -> Any:
+    """A MetricsExporter fed by every run ``studio`` logs (its own registry: one per server)."""
+    from sam_core.monitor.alerts import load_rules
+    from sam_core.monitor.metrics import MetricsExporter
+
+    exporter = MetricsExporter(studio.runlog.path.parent, load_rules(rules_path))
+    studio.observers.append(exporter.observe)
+    return exporter
+
+
+def metrics_route(exporter: Any) -> Any:
+    """The route of ``GET /metrics`` (Prometheus text format), for ``launch(app_kwargs={"routes": [...]})``.
+
+    Given to Gradio's FastAPI app when it is created, so it answers from the server's first
+    request. Authorised when Gradio's own ``login_check`` passes (its session cookie, from
+    ``POST /login``; looked up on Gradio's app at the first request), or with HTTP Basic
+    credentials of the same ``--auth`` account (what a Prometheus scrape job sends). Without
+    ``--auth`` it is open, like the rest of the app.
+    """
+    import base64
+    import hmac
+    import inspect
+
+    from fastapi import Depends, HTTPException, Request, Response
+    from fastapi.routing import APIRoute
+
+    gradio_checks: list[Any] = []  # Gradio's get_current_user and login_check, as its own routes use them
+
+    def gradio_auth(server_app: Any) -> list[Any]:
+        if not gradio_checks:
+            routes: dict[str, Any] = {}
+            stack = list(server_app.routes)
+            while stack:  # FastAPI >= 0.12x keeps an included router (Gradio's /gradio_api/...) as one entry
+                route = stack.pop()
+                inner = getattr(route, "original_router", None)
+                if inner is not None:
+                    stack.extend(inner.routes)
+                elif getattr(route, "path", None):
+                    routes.setdefault(route.path, route)
+            gradio_checks[:] = [routes["/gradio_api/user"].endpoint, routes["/gradio_api/login_check"].endpoint]
+        return gradio_checks
+
+    async def basic_ok(request: Request) -> bool:
+        auth = request.app.auth
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic" or auth is None:
+            return False
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except ValueError:
+            return False
+        if not sep:
+            return False
+        if callable(auth):
+            ok = auth(user, password)
+            return bool(await ok if inspect.isawaitable(ok) else ok)
+        return user in auth and hmac.compare_digest(password.encode(), str(auth[user]).encode())
+
+    async def authorised(request: Request) -> None:
+        current_user, login_check = gradio_auth(request.app)
+        try:
+            login_check(await current_user(request))
+        except HTTPException:
+            if not await basic_ok(request):
+                raise HTTPException(
+                    status_code=401,
+                    detail="Not authenticated",
+                    headers={"WWW-Authenticate": 'Basic realm="SAM Studio metrics"'},
+                ) from None
+
+    # FastAPI resolves string annotations in this module's globals, where these names are not.
+    authorised.__annotations__ = {"request": Request, "return": None}
+
+    def metrics() -> Response:
+        body, content_type = exporter.exposition()
+        return Response(body, media_type=content_type)
+
+    metrics.__annotations__ = {"return": Response}
+    return APIRoute("/metrics", metrics, methods=["GET"], dependencies=[Depends(authorised)], include_in_schema=False)
 
 
 def launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -186,6 +304,11 @@ def launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["batch"]:  # `sam-studio batch ...` is `python -m sam_core.batch ...`
+        from sam_core.batch.cli import main as batch_main
+
+        return batch_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     from sam_core.core.errors import UserError
@@ -194,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         auth = parse_auth(args.auth)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            app, _ = build(args)
+            app, studio = build(args)
+        exporter = attach_metrics(studio, args.alert_rules)
     except (UserError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -206,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log.warning("!" * 72)
     app.queue(max_size=args.queue_size, default_concurrency_limit=4)
-    app.launch(**launch_kwargs(args))
+    app.launch(app_kwargs={"routes": [metrics_route(exporter)]}, **launch_kwargs(args))
     return 0
 
 

@@ -34,3 +34,14 @@ def test_encoder_and_new_image_benchmarks_run():
     assert enc["model"] == "test-tiny" and enc["ms_median"] > 0
     new = run_benchmark("new_image.py", "--runs", "1")
     assert new["image_size"] == [5472, 3648] and new["ours_ms"] > 0
+
+
+def test_monitor_benchmark_runs():
+    out = run_benchmark("monitor.py", "--sizes", "2000", "--runs", "1", "--clicks", "5")
+    assert out["dashboard"][0]["records"] == 2000 and out["dashboard"][0]["read_ms"] > 0
+    assert out["click"]["overhead_ms"] is not None
+
+
+def test_batch_benchmark_runs():
+    out = run_benchmark("batch.py", "--images", "3", "--objects", "1", "--resume-runs", "1")
+    assert out["images_per_s"] > 0 and out["resume_ms"] > 0

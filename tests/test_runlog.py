@@ -458,7 +458,7 @@ def test_v1_log_is_migrated_in_place(tmp_path: Path) -> None:
     assert new["id"] == new_id == 2 and new["session"] == "new" and new["decoder"] == "onnx"
     assert (new["object_id"], new["iou"], new["contrast"], new["score"]) == ("obj-1", 0.75, 0.2, 0.5)
     con = sqlite3.connect(db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert {r[1] for r in con.execute("PRAGMA table_info(runs)")} == set(RECORD_FIELDS)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()

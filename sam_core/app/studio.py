@@ -38,7 +38,7 @@ from sam_core.core.prompts import Prompts
 from sam_core.core.sizes import ImageSize
 from sam_core.model.results import SegmentResult
 from sam_core.model.segmenter import Segmenter
-from sam_core.runlog import RunLog
+from sam_core.runlog import RunLog, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class ImageEntry:
     image: LoadedImage
     preview: np.ndarray
     scale: float
-    stats: dict[str, float]
+    stats: dict[str, Any]  # image_stats(preview): the run log's input signals
 
     @property
     def preview_size(self) -> ImageSize:
@@ -160,6 +160,8 @@ class Studio:
         self.max_pixels = max_pixels
         self.images: LRUCache[ImageEntry] = LRUCache(64, image_cache_mb << 20, lambda e: e.nbytes)
         self.runlog = RunLog(self.outputs_dir / "logs")
+        # Called with every record log_run appends (e.g. the Prometheus exporter); errors are logged.
+        self.observers: list[Callable[[RunRecord], None]] = []
         # Private scratch folder for renders and exports, deleted at exit.
         self.render_dir = Path(tempfile.mkdtemp(prefix="sam-studio-"))
         atexit.register(shutil.rmtree, self.render_dir, ignore_errors=True)
@@ -321,10 +323,17 @@ class Studio:
         if state.result is None:
             return None
         try:
-            return self.runlog.append(make_record(state, entry, seg, source, metrics))
+            record = make_record(state, entry, seg, source, metrics)
+            row = self.runlog.append(record)
         except Exception:  # the log must never take a segmentation down with it
             log.exception("could not append to the run log")
             return None
+        for observe in self.observers:
+            try:
+                observe(record)
+            except Exception:
+                log.exception("a run-log observer failed")
+        return row
 
     # ----------------------------------------------------------------- masks
     def full_mask(self, state: SessionState, index: int | None = None) -> np.ndarray:

@@ -33,6 +33,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,6 +63,7 @@ _FORMATS_TEXT = "JPEG, PNG, WebP, TIFF, BMP or GIF"
 
 _MAX_NAME_CHARS = 100
 _STATS_SIDE = 1024
+_COLOUR_SIDE = 256  # the colour summary is taken on an even smaller copy
 
 # Guards the temporary change of the process-wide Image.MAX_IMAGE_PIXELS (see _header_open).
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -389,18 +391,40 @@ def preview(rgb: np.ndarray, max_side: int = 1536) -> tuple[np.ndarray, float]:
     return small, scale
 
 
-def image_stats(rgb: np.ndarray) -> dict:
-    """Cheap input-quality signals for monitoring.
+def image_stats(rgb: np.ndarray) -> dict[str, Any]:
+    """Cheap input-quality signals for monitoring (the run log's input-drift fields).
 
-    Both are computed on a copy downscaled to <= 1024 px long side (fast on 20 MP).
+    Computed on a copy downscaled to <= 1024 px long side (the Studio passes the preview,
+    once per image); the colour summary on a further <= 256 px copy.
 
     Returns:
-        ``{"brightness": mean luma (Rec. 601) in 0..255, "blur": variance of the Laplacian
-        of the grey image}`` as floats; a low ``blur`` value means a blurry image.
+        ``brightness``: mean luma (Rec. 601), 0..255; ``contrast``: RMS contrast, the std of
+        the luma / 255 (0..0.5); ``blur``: variance of the Laplacian of the luma (low =
+        blurry); ``mean_r``/``mean_g``/``mean_b``: channel means, 0..255; ``saturation``: mean
+        HSV saturation, 0..1; ``hue_hist``: 6 floats, the share of the coloured pixels
+        (saturation >= 0.15 and value >= 0.1) in the hue sectors red, yellow, green, cyan,
+        blue, magenta (each 60° wide, centred on its colour); all 0 for a grey image.
     """
     small, _ = preview(rgb, _STATS_SIDE)
     small = np.ascontiguousarray(small)
     grey = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    brightness = float(grey.mean())
-    blur = float(cv2.Laplacian(grey, cv2.CV_64F).var())
-    return {"brightness": brightness, "blur": blur}
+    mean, std = cv2.meanStdDev(grey)
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_64F))
+    stats: dict[str, Any] = {
+        "brightness": float(mean[0, 0]),
+        "contrast": float(std[0, 0]) / 255.0,
+        "blur": float(lap_std[0, 0]) ** 2,
+    }
+    tiny, _ = preview(small, _COLOUR_SIDE)
+    colour = np.ascontiguousarray(tiny if tiny.ndim == 3 else np.repeat(tiny[:, :, None], 3, axis=2))
+    means = colour.reshape(-1, 3).mean(axis=0)
+    stats.update(mean_r=float(means[0]), mean_g=float(means[1]), mean_b=float(means[2]))
+    hsv = cv2.cvtColor(colour, cv2.COLOR_RGB2HSV)  # H in 0..179 (2° steps), S and V in 0..255
+    sat = hsv[..., 1]
+    stats["saturation"] = float(sat.mean()) / 255.0
+    chromatic = (sat >= 38) & (hsv[..., 2] >= 26)
+    sectors = ((hsv[..., 0][chromatic].astype(np.int32) + 15) // 30) % 6
+    counts = np.bincount(sectors, minlength=6)[:6]
+    total = int(counts.sum())
+    stats["hue_hist"] = [round(float(c) / total, 4) if total else 0.0 for c in counts]
+    return stats

@@ -71,9 +71,15 @@ class RunRecord:
     image_name: str | None = None
     width: int | None = None
     height: int | None = None
-    brightness: float | None = None
-    contrast: float | None = None
-    blur: float | None = None
+    aspect: float | None = None  # width / height
+    brightness: float | None = None  # mean luma, 0..255
+    contrast: float | None = None  # RMS contrast: std of the luma / 255
+    blur: float | None = None  # variance of the Laplacian (low = blurry)
+    mean_r: float | None = None  # per-channel means, 0..255
+    mean_g: float | None = None
+    mean_b: float | None = None
+    saturation: float | None = None  # mean HSV saturation, 0..1
+    hue_hist: list[float] | None = None  # share of the coloured pixels in 6 hue sectors (R, Y, G, C, B, M)
     model: str | None = None
     device: str | None = None
     precision: str | None = None
@@ -87,6 +93,8 @@ class RunRecord:
     area: int | None = None
     area_fraction: float | None = None
     perimeter: float | None = None
+    mask_empty: bool | None = None  # the chosen mask has no pixel
+    mask_full: bool | None = None  # the chosen mask touches all four image borders
     encode_ms: float | None = None
     decode_ms: float | None = None
     cache_hit: bool | None = None

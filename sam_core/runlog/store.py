@@ -52,10 +52,11 @@ __all__ = ["RECORD_FIELDS", "SCHEMA_VERSION", "RunLog"]
 log = logging.getLogger(__name__)
 
 #: Schema version stored in ``PRAGMA user_version``. Version 1 had the columns up to
-#: ``extra``; version 2 added ``object_id``, ``contrast``, ``decoder`` and ``iou``. To add a
-#: column, add a field to ``RunRecord`` and bump this: opening an older log adds every
-#: missing column (``_migrate``).
-SCHEMA_VERSION = 2
+#: ``extra``; version 2 added ``object_id``, ``contrast``, ``decoder`` and ``iou``; version 3
+#: the monitoring signals ``aspect``, ``mean_r/g/b``, ``saturation``, ``hue_hist``,
+#: ``mask_empty`` and ``mask_full``. To add a column, add a field to ``RunRecord`` and bump
+#: this: opening an older log adds every missing column (``_migrate``).
+SCHEMA_VERSION = 3
 
 #: How long a writer waits for the lock before giving up (seconds).
 BUSY_TIMEOUT_S = 30.0

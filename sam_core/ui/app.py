@@ -9,6 +9,10 @@ from __future__ import annotations
 import gradio as gr
 
 from sam_core.app.studio import Studio
+from sam_core.batch.uploads import BatchLimits
+from sam_core.monitor.alerts import RuleSet
+from sam_core.ui.batch_tab import build_batch_tab
+from sam_core.ui.monitor_tab import build_monitor_tab
 from sam_core.ui.segment_tab import build_segment_tab
 
 CSS = """
@@ -24,23 +28,7 @@ CSS = """
 #metrics table.metrics td { font-family: ui-monospace, monospace; padding: 3px 8px; }
 #metrics table.metrics tr:nth-child(odd) { background: var(--table-odd-background-fill); }
 .coming-soon { max-width: 60rem; }
-"""
-
-BATCH_PLAN = """### Batch studies — coming next
-Run SAM over a whole image set and get the lab report's tables and curves, without clicking:
-
-- images from a folder, a zip or the bundled examples; prompts from a JSON or CSV file, or
-  derived from reference masks (box, centre point);
-- per object: score, area, perimeter, bbox, timings, and IoU / Dice / boundary F against references;
-- the experiments: box scaling, adding clicks, the standard click simulator (NoC@85/90);
-- the same as a command (`python -m sam_core.batch`) and as a SLURM array job.
-"""
-
-MONITOR_PLAN = """### Monitoring — coming next
-The run log (`outputs/logs/runs.sqlite`) as a dashboard: decode and encode latency p50/p95/p99,
-mean score, empty or full-image masks, clicks per object, input drift (brightness, blur,
-resolution) against a reference window, IoU from evaluation runs, and alerts.
-Today: `python -m sam_core.runlog --dir outputs/logs` prints the summary.
+#monitor-summary .warning { color: #b45309; font-weight: 600; }
 """
 
 
@@ -63,8 +51,10 @@ def header_markdown(studio: Studio) -> str:
     return line
 
 
-def build_app(studio: Studio) -> gr.Blocks:
-    """Build the Blocks app around ``studio`` (launch it with ``css=CSS``)."""
+def build_app(
+    studio: Studio, *, batch_limits: BatchLimits | None = None, alert_rules: RuleSet | None = None
+) -> gr.Blocks:
+    """Build the Blocks app around ``studio`` (launch it with ``css=CSS``); ``alert_rules``: the Monitor tab's."""
     # delete_cache: every 30 min, drop cached files (renders, uploads) older than an hour
     with gr.Blocks(title="SAM Studio", delete_cache=(1800, 3600)) as app:
         gr.Markdown(header_markdown(studio), elem_id="header")
@@ -72,7 +62,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("Segment", id="segment", elem_id="tab-segment"):
                 build_segment_tab(studio)
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
-                gr.Markdown(BATCH_PLAN, elem_classes=["coming-soon"])
-            with gr.Tab("Monitor", id="monitor", elem_id="tab-monitor"):
-                gr.Markdown(MONITOR_PLAN, elem_classes=["coming-soon"])
+                build_batch_tab(studio, batch_limits)
+            with gr.Tab("Monitor", id="monitor", elem_id="tab-monitor") as monitor_tab:
+                build_monitor_tab(studio, monitor_tab, alert_rules)
     return app
