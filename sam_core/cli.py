@@ -21,22 +21,12 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
-from sam_core.model.registry import DEFAULT_MODEL, DEFAULT_REPO_ID, MODEL_TYPES, MODELS
+from sam_core.model.options import add_weights_arguments, env
+from sam_core.model.registry import DEFAULT_MODEL, MODEL_TYPES, MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("sam_studio")
-
-
-@overload
-def _env(name: str) -> str | None: ...
-@overload
-def _env(name: str, default: str) -> str: ...
-def _env(name: str, default: str | None = None) -> str | None:
-    """The environment variable ``name``, or ``default`` when it is unset or empty."""
-    value = os.environ.get(name)
-    return value if value else default
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,111 +39,78 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--model",
         choices=MODEL_TYPES,
-        default=_env("SAM_MODEL", DEFAULT_MODEL),
+        default=env("SAM_MODEL", DEFAULT_MODEL),
         help="SAM variant: " + "; ".join(f"{m.name}: {m.summary}" for m in MODELS.values()) + " [env SAM_MODEL]",
     )
-    p.add_argument(
-        "--checkpoint",
-        default=_env("SAM_CHECKPOINT"),
-        help="use this local .pth file instead of downloading [env SAM_CHECKPOINT]",
-    )
-    p.add_argument(
-        "--checkpoints-dir",
-        default=_env("SAM_CHECKPOINTS_DIR", str(ROOT / "checkpoints")),
-        help="where downloaded weights are kept and verified [env SAM_CHECKPOINTS_DIR]",
-    )
-    p.add_argument(
-        "--hub-repo",
-        default=_env("SAM_HUB_REPO", DEFAULT_REPO_ID),
-        help="Hugging Face Hub repo holding the checkpoints [env SAM_HUB_REPO]",
-    )
-    p.add_argument(
-        "--device",
-        choices=["auto", "cuda", "mps", "cpu"],
-        default=_env("SAM_DEVICE", "auto"),
-        help="auto = cuda, then mps, then cpu; a missing GPU falls back to the CPU [env SAM_DEVICE]",
-    )
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default=_env("SAM_PRECISION", "auto"),
-        help="auto = bf16 autocast on CUDA GPUs that support it, fp32 elsewhere [env SAM_PRECISION]",
-    )
-    p.add_argument(
-        "--attention",
-        choices=["sdpa", "eager"],
-        default=_env("SAM_ATTENTION", "sdpa"),
-        help="image-encoder attention: fused SDPA (~2x faster encode, same maths) or SAM's "
-        "original eager code [env SAM_ATTENTION]",
-    )
+    add_weights_arguments(p)
     p.add_argument(
         "--embeddings",
-        default=_env("SAM_EMBEDDINGS_DIR"),
+        default=env("SAM_EMBEDDINGS_DIR"),
         metavar="DIR",
         help="folder of precomputed embeddings (python -m sam_core.batch embed ...): an image stored there "
         "for the same model and weights is not encoded again [env SAM_EMBEDDINGS_DIR]",
     )
     p.add_argument(
         "--host",
-        default=_env("GRADIO_SERVER_NAME", "127.0.0.1"),
+        default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="address to listen on; 0.0.0.0 exposes it to your network [env GRADIO_SERVER_NAME]",
     )
     p.add_argument(
         "--port",
         type=int,
-        default=int(_env("GRADIO_SERVER_PORT", "7860")),
+        default=int(env("GRADIO_SERVER_PORT", "7860")),
         help="port to listen on [env GRADIO_SERVER_PORT]",
     )
     p.add_argument(
         "--share",
         action="store_true",
-        default=_env("GRADIO_SHARE", "").lower() in ("1", "true", "yes"),
+        default=env("GRADIO_SHARE", "").lower() in ("1", "true", "yes"),
         help="also open a temporary public *.gradio.live link (needs internet; falls back to local) [env GRADIO_SHARE]",
     )
     p.add_argument(
         "--auth",
-        default=_env("SAM_DEMO_AUTH"),
+        default=env("SAM_DEMO_AUTH"),
         help="USER:PASS required to open the app; strongly advised with --share [env SAM_DEMO_AUTH]",
     )
     p.add_argument(
         "--max-file-size",
-        default=_env("SAM_MAX_FILE_SIZE", "25mb"),
+        default=env("SAM_MAX_FILE_SIZE", "25mb"),
         help="largest upload accepted, e.g. 25mb or 1gb [env SAM_MAX_FILE_SIZE]",
     )
     p.add_argument(
         "--max-pixels",
         type=float,
-        default=float(_env("SAM_MAX_PIXELS", "50e6")),
+        default=float(env("SAM_MAX_PIXELS", "50e6")),
         help="largest image accepted, in pixels (W x H) [env SAM_MAX_PIXELS]",
     )
     p.add_argument(
         "--alert-rules",
-        default=_env("SAM_ALERT_RULES"),
+        default=env("SAM_ALERT_RULES"),
         metavar="FILE",
         help="alert rules (TOML) for the Monitor tab and /metrics; default: sam_core/monitor/alerts.toml "
         "[env SAM_ALERT_RULES]",
     )
     p.add_argument(
         "--outputs",
-        default=_env("SAM_OUTPUTS_DIR", "outputs"),
+        default=env("SAM_OUTPUTS_DIR", "outputs"),
         help="folder for logs/ (run log) and overlays/ (saved overlays) [env SAM_OUTPUTS_DIR]",
     )
     p.add_argument(
         "--batch-max-images",
         type=int,
-        default=int(_env("SAM_BATCH_MAX_IMAGES", "100")),
+        default=int(env("SAM_BATCH_MAX_IMAGES", "100")),
         help="most images one study in the Batch tab may hold [env SAM_BATCH_MAX_IMAGES]",
     )
     p.add_argument(
         "--batch-max-pixels",
         type=float,
-        default=float(_env("SAM_BATCH_MAX_PIXELS", "400e6")),
+        default=float(env("SAM_BATCH_MAX_PIXELS", "400e6")),
         help="most pixels (all images together) one study in the Batch tab may hold [env SAM_BATCH_MAX_PIXELS]",
     )
     p.add_argument(
         "--queue-size",
         type=int,
-        default=int(_env("SAM_QUEUE_SIZE", "64")),
+        default=int(env("SAM_QUEUE_SIZE", "64")),
         help="requests allowed to wait; beyond it visitors are told the server is busy [env SAM_QUEUE_SIZE]",
     )
     return p.parse_args(argv)

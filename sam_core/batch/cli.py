@@ -28,7 +28,8 @@ from typing import Any
 from sam_core.core.errors import UserError
 from sam_core.core.evaluation import PROMPT_MODES
 from sam_core.core.images import DEFAULT_MAX_PIXELS
-from sam_core.model.registry import DEFAULT_REPO_ID, MODEL_TYPES
+from sam_core.model.options import add_weights_arguments, env
+from sam_core.model.registry import MODEL_TYPES
 
 __all__ = ["main", "parse_args"]
 
@@ -39,12 +40,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Defaults shown, and the examples' line breaks kept."""
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name) or default
-
-
 def _model_flags(p: argparse.ArgumentParser) -> None:
-    model = _env("SAM_MODEL")
+    model = env("SAM_MODEL")
     p.add_argument(
         "--model",
         choices=MODEL_TYPES,
@@ -52,31 +49,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
         required=model is None,
         help="SAM variant; test-tiny has random weights (pipeline checks only) [env SAM_MODEL]",
     )
-    p.add_argument("--checkpoint", default=_env("SAM_CHECKPOINT"), help="local .pth file [env SAM_CHECKPOINT]")
-    p.add_argument(
-        "--checkpoints-dir",
-        default=_env("SAM_CHECKPOINTS_DIR", "checkpoints"),
-        help="where downloaded weights are kept [env SAM_CHECKPOINTS_DIR]",
-    )
-    p.add_argument("--hub-repo", default=_env("SAM_HUB_REPO", DEFAULT_REPO_ID), help="Hub repo of the checkpoints")
-    p.add_argument(
-        "--device",
-        choices=["auto", "cuda", "mps", "cpu"],
-        default=_env("SAM_DEVICE", "auto"),
-        help="auto = cuda, then mps, then cpu [env SAM_DEVICE]",
-    )
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default=_env("SAM_PRECISION", "auto"),
-        help="auto = bf16 autocast on CUDA, fp32 elsewhere [env SAM_PRECISION]",
-    )
-    p.add_argument(
-        "--attention",
-        choices=["sdpa", "eager"],
-        default=_env("SAM_ATTENTION", "sdpa"),
-        help="image-encoder attention: fused SDPA or SAM's eager code [env SAM_ATTENTION]",
-    )
+    add_weights_arguments(p)
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -140,7 +113,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embeddings",
         type=Path,
-        default=_env("SAM_EMBEDDINGS_DIR"),
+        default=env("SAM_EMBEDDINGS_DIR"),
         help="read precomputed embeddings from this folder (see 'embed') [env SAM_EMBEDDINGS_DIR]",
     )
     p.add_argument(

@@ -5,7 +5,9 @@ Standard library only, so ``demo.py --help`` can list the models without importi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 META_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 DEFAULT_REPO_ID = "ybelkada/segment-anything"
@@ -87,3 +89,9 @@ MODELS: dict[str, ModelSpec] = {
 MODEL_TYPES: tuple[str, ...] = tuple(MODELS)
 REAL_MODEL_TYPES: tuple[str, ...] = tuple(name for name, m in MODELS.items() if not m.test_only)
 CHECKPOINTS: dict[str, CheckpointSpec] = {name: m.checkpoint for name, m in MODELS.items() if m.checkpoint}
+
+
+def default_checkpoints_dir() -> Path:
+    """``$SAM_CHECKPOINTS_DIR`` if set, else ``<repo root>/checkpoints``."""
+    env = os.environ.get("SAM_CHECKPOINTS_DIR", "").strip()
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "checkpoints"

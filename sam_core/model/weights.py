@@ -38,7 +38,15 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 from sam_core.core.errors import CheckpointError, ResourceError
 from sam_core.core.files import write_atomic
-from sam_core.model.registry import CHECKPOINTS, DEFAULT_REPO_ID, MODEL_TYPES, MODELS, CheckpointSpec, human_size
+from sam_core.model.registry import (
+    CHECKPOINTS,
+    DEFAULT_REPO_ID,
+    MODEL_TYPES,
+    MODELS,
+    CheckpointSpec,
+    default_checkpoints_dir,
+    human_size,
+)
 
 __all__ = [
     "CHECKPOINTS",
@@ -67,12 +75,6 @@ _HF_BARS = "huggingface_hub"  # progress-bar group of hf_hub_download's bars
 _PROGRESS_MIN = 256 << 20  # hashing / copying progress bars only for files at least this big
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-def default_checkpoints_dir() -> Path:
-    """``$SAM_CHECKPOINTS_DIR`` if set, else ``<repo root>/checkpoints``."""
-    env = os.environ.get("SAM_CHECKPOINTS_DIR", "").strip()
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def default_repo_id() -> str:
