@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from synth import photo_like
+from synth import photo_like, uncompressed_rle
 
 from sam_core.core.geometry import rle_encode
 
@@ -77,7 +77,7 @@ def make_study_data(root: Path) -> StudyData:
              "segmentation": [[30.0, 20.0, 90.0, 20.0, 90.0, 70.0, 30.0, 70.0]]},
             {"id": 21, "image_id": 2, "category_id": 7, "iscrowd": 0, "segmentation": rle_encode(b1)},
             {"id": 22, "image_id": 2, "category_id": 8, "iscrowd": 0,
-             "segmentation": {"size": [H, W], "counts": _uncompressed_rle(b2)}},
+             "segmentation": {"size": [H, W], "counts": uncompressed_rle(b2)}},
             {"id": 23, "image_id": 2, "category_id": 8, "iscrowd": 1, "segmentation": rle_encode(b2)},
         ],
     }
@@ -104,16 +104,3 @@ def make_study_data(root: Path) -> StudyData:
     list_file = root / "images.txt"
     list_file.write_text("# the study's images\nimg/c.jpg\nimg/a.png\n\nimg/b.png\n")
     return StudyData(root, img, refs, coco_path, prompts_json, prompts_csv, list_file, masks)
-
-
-def _uncompressed_rle(mask: np.ndarray) -> list[int]:
-    """COCO's uncompressed RLE (column-major run lengths, starting with zeros)."""
-    counts, current, run = [], 0, 0
-    for v in mask.flatten(order="F").astype(int).tolist():
-        if v == current:
-            run += 1
-        else:
-            counts.append(run)
-            current, run = v, 1
-    counts.append(run)
-    return counts

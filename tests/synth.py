@@ -23,3 +23,16 @@ def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
         cv2.circle(img, center, radius, c, -1)
     noise = rng.integers(-6, 7, img.shape, dtype=np.int16)
     return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def uncompressed_rle(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE of an (H, W) mask: column-major run lengths, starting with zeros."""
+    counts, current, run = [], 0, 0
+    for v in mask.flatten(order="F").astype(int).tolist():
+        if v == current:
+            run += 1
+        else:
+            counts.append(run)
+            current, run = v, 1
+    counts.append(run)
+    return counts

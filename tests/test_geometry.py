@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
+from synth import uncompressed_rle
 
 from sam_core.core.geometry import (
     area_fraction,
@@ -200,14 +201,7 @@ def test_rle_matches_pycocotools_encoding_and_accepts_uncompressed() -> None:
     ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
     assert rle_encode(m)["counts"] == ref["counts"].decode()
     # Uncompressed COCO RLE (counts as a list of run lengths, column-major).
-    counts, current, run = [], False, 0  # runs alternate 0s, 1s, ... starting with 0s
-    for v in m.flatten(order="F").tolist():
-        if v == current:
-            run += 1
-        else:
-            counts.append(run)
-            current, run = v, 1
-    counts.append(run)
+    counts = uncompressed_rle(m)  # runs alternate 0s, 1s, ... starting with 0s
     assert sum(counts) == m.size
     assert np.array_equal(rle_decode({"size": list(m.shape), "counts": counts}), m)
 
