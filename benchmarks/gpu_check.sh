@@ -22,6 +22,8 @@ cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+# The device machine has no editable install of sam_core: import it from this checkout.
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
 if [ -n "${OUT:-}" ]; then
   RESULTS_DIR=$OUT
