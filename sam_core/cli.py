@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sam_core.model.options import add_weights_arguments, env
+from sam_core.model.options import add_decoder_argument, add_weights_arguments, env
 from sam_core.model.registry import DEFAULT_MODEL, MODEL_TYPES, MODELS
 
 log = logging.getLogger("sam_studio")
@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SAM variant: " + "; ".join(f"{m.name}: {m.summary}" for m in MODELS.values()) + " [env SAM_MODEL]",
     )
     add_weights_arguments(p)
+    add_decoder_argument(p)
     p.add_argument(
         "--embeddings",
         default=env("SAM_EMBEDDINGS_DIR"),
@@ -113,6 +114,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=int(env("SAM_QUEUE_SIZE", "64")),
         help="requests allowed to wait; beyond it visitors are told the server is busy [env SAM_QUEUE_SIZE]",
     )
+    p.add_argument(
+        "--decode-clicks",
+        choices=("auto", "browser", "server"),
+        default=env("SAM_DECODE_CLICKS", "auto"),
+        help="where a visitor's clicks are decoded by default: auto = in the browser (onnxruntime-web, "
+        "clicks and hover never wait on the server) when WebAssembly works, else on the server; each "
+        "visitor can change it in Settings [env SAM_DECODE_CLICKS]",
+    )
+    p.add_argument(
+        "--cross-origin-isolation",
+        choices=("on", "off"),
+        default=env("SAM_CROSS_ORIGIN_ISOLATION", "on"),
+        help="send COOP/COEP headers (Cross-Origin-Opener-Policy same-origin, Cross-Origin-Embedder-Policy "
+        "credentialless) so the browser decoder can use threads; off if the app must be embedded in an iframe "
+        "or load cross-origin resources [env SAM_CROSS_ORIGIN_ISOLATION]",
+    )
     return p.parse_args(argv)
 
 
@@ -151,9 +168,11 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
             repo_id=args.hub_repo,
             sdpa=args.attention == "sdpa",
             embeddings=getattr(args, "embeddings", None),
+            decoder=getattr(args, "decoder", "auto"),
         )
 
     segmenter = load(args.model, args.checkpoint)
+    segmenter.prepare_decoder()  # export / load the ONNX decoder now, not on the first click
     studio = Studio(
         segmenter,
         outputs_dir=args.outputs,
@@ -161,13 +180,18 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         model_loader=lambda model_type, _progress: load(model_type),
     )
     limits = BatchLimits(max_images=args.batch_max_images, max_pixels=int(args.batch_max_pixels))
-    return build_app(studio, batch_limits=limits, alert_rules=rules), studio
+    app = build_app(
+        studio, batch_limits=limits, alert_rules=rules, decode_clicks=getattr(args, "decode_clicks", "auto")
+    )
+    return app, studio
 
 
-def launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of ``Blocks.launch`` for these flags."""
+def launch_kwargs(args: argparse.Namespace, routes: list[Any] | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``Blocks.launch`` for these flags (``routes``: extra Starlette routes)."""
     from sam_core.ui.app import CSS
+    from sam_core.ui.web_assets import isolation_middleware
 
+    isolate = getattr(args, "cross_origin_isolation", "on") == "on"
     return dict(
         server_name=args.host,
         server_port=args.port,
@@ -176,6 +200,7 @@ def launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         max_file_size=args.max_file_size,
         show_error=True,
         css=CSS,
+        app_kwargs={"routes": list(routes or []), "middleware": [isolation_middleware()] if isolate else []},
     )
 
 
@@ -208,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         log.warning("!" * 72)
     app.queue(max_size=args.queue_size, default_concurrency_limit=4)
-    app.launch(app_kwargs={"routes": [metrics_route(exporter)]}, **launch_kwargs(args))
+    from sam_core.ui.web_assets import register_static
+
+    register_static()  # the vendored onnxruntime-web at gradio_api/file=..., with .wasm/.mjs MIME types
+    app.launch(**launch_kwargs(args, routes=[metrics_route(exporter)]))
     return 0
 
 

@@ -31,7 +31,8 @@ def handlers(tiny_segmenter, tmp_path):
 
 
 def unpack(out):
-    state, image, gallery, annotated, metrics, rows, status = out
+    """The seven visible outputs (the browser decoder's sync value is checked in test_browser_decoder)."""
+    state, image, gallery, annotated, metrics, rows, status, _client = out
     return state, image, gallery, annotated, metrics, rows, status
 
 
@@ -41,10 +42,10 @@ def test_upload_then_click_gives_three_candidates(handlers):
     assert re.search(r"Loaded coffee.png \(600×400, ready in \d+\.\d s\)", status)
     assert Image.open(image).size == (600, 400) and rows == [] and annotated is None
     state, image, gallery, annotated, metrics, rows, status = unpack(handlers.select(state, MODE_FG, sel(290, 230)))
-    assert len(gallery['value']) == 3
-    caps = [c for _, c in gallery['value']]
+    assert len(gallery["value"]) == 3
+    caps = [c for _, c in gallery["value"]]
     assert all(c.startswith(f"mask {i + 1} · score ") and c.endswith(" %") for i, c in enumerate(caps))
-    assert gallery['selected_index'] == state.result.best_index == state.chosen
+    assert gallery["selected_index"] == state.result.best_index == state.chosen
     assert rows == [["fg", 290.0, 230.0, "", ""]]
     base, anns = annotated
     assert Image.open(anns[0][0]).size == Image.open(base).size == (600, 400)
@@ -69,10 +70,10 @@ def test_box_takes_two_clicks_and_undo(handlers):
     out = unpack(handlers.select(state, MODE_BOX, sel(480, 360)))
     state = out[0]
     assert state.pending_corner == (480.0, 360.0) and "first corner" in out[6]
-    assert state.prompts.box is None and len(out[2]['value']) == 3  # still showing the last result
-    state, *_, rows, _ = handlers.select(state, MODE_BOX, sel(100, 60))
+    assert state.prompts.box is None and len(out[2]["value"]) == 3  # still showing the last result
+    state, *_, rows, _ = unpack(handlers.select(state, MODE_BOX, sel(100, 60)))
     assert state.prompts.box == (100.0, 60.0, 480.0, 360.0) and rows[-1][0] == "box"
-    state, *_, rows, _ = handlers.undo(state)
+    state, *_, rows, _ = unpack(handlers.undo(state))
     assert state.prompts.box is None and rows == [["fg", 290.0, 230.0, "", ""]]
     state = handlers.select(state, MODE_BG, sel(10, 10))[0]
     assert state.prompts.points[-1] == (10.0, 10.0, 0)
@@ -85,8 +86,10 @@ def test_box_takes_two_clicks_and_undo(handlers):
 def test_choose_changes_the_chosen_mask_everywhere(handlers):
     state = handlers.select(handlers.upload(str(COFFEE), None)[0], MODE_FG, sel(290, 230))[0]
     other = (state.chosen + 1) % 3
-    state2, _, gallery, annotated, metrics, _, _ = handlers.choose(state, gr.SelectData(None, {"index": other, "value": None}))
-    assert state2.chosen == other and gallery['selected_index'] == other
+    state2, _, gallery, annotated, metrics, _, _ = unpack(
+        handlers.choose(state, gr.SelectData(None, {"index": other, "value": None}))
+    )
+    assert state2.chosen == other and gallery["selected_index"] == other
     assert f"data-metric='index'>{other + 1}<" in metrics
     assert annotated[1][0][1].startswith(f"mask {other + 1} ")
 
@@ -139,10 +142,12 @@ def test_user_errors_become_gr_error(handlers, tmp_path):
 def test_export_and_save(handlers):
     state = handlers.select(handlers.upload(str(COFFEE), None)[0], MODE_FG, sel(290, 230))[0]
     files = handlers.export(state)
-    paths = [Path(p) for p in files['value']]
+    paths = [Path(p) for p in files["value"]]
     names = sorted(p.name for p in paths)
     i = state.chosen + 1
-    assert names == sorted([f"coffee_mask{i}.png", f"coffee_cutout{i}.png", f"coffee_overlay{i}.png", f"coffee_mask{i}.json"])
+    assert names == sorted(
+        [f"coffee_mask{i}.png", f"coffee_cutout{i}.png", f"coffee_overlay{i}.png", f"coffee_mask{i}.json"]
+    )
     mask = np.asarray(Image.open(next(p for p in paths if p.name == f"coffee_mask{i}.png")))
     assert mask.shape == (400, 600) and set(np.unique(mask)) <= {0, 255}
     assert np.array_equal(mask == 255, state.result.full_mask(state.chosen))
@@ -179,7 +184,7 @@ def test_examples_have_presets_that_run(handlers):
         if "20mp" in path:
             continue  # covered by the browser test; decoding 20 MP here costs time
         out = handlers.example(path, preset, None)
-        assert len(out[2]['value']) == 3, path
+        assert len(out[2]["value"]) == 3, path
 
 
 def test_build_app_exposes_only_segment(handlers):
@@ -194,7 +199,8 @@ def test_switching_to_a_missing_model_offline_explains(handlers, tmp_path, monke
 
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     handlers.studio._model_loader = lambda m, progress=None: Segmenter.from_pretrained(
-        m, checkpoints_dir=tmp_path / "ckpt", progress=False)
+        m, checkpoints_dir=tmp_path / "ckpt", progress=False
+    )
     state = handlers.upload(str(COFFEE), None)[0]
     with pytest.raises(gr.Error, match="sam_vit_b_01ec64.pth"):
         handlers.switch_model("vit_b", state)

@@ -28,10 +28,10 @@ def export_files(studio: Studio, state: SessionState) -> list[Path]:
     Written to a new folder in the studio's scratch space; logs a run with source ``ui-export``.
     """
     entry = studio.entry(state)
-    res = state.result
-    if res is None:
+    if state.result is None:
         raise UserError("Nothing to export yet: click on the image first.")
-    mask = studio.full_mask(state)
+    res = studio.exact_result(state)  # the torch decoder's numbers, whoever decoded the clicks
+    mask = studio.full_mask(state, result=res)
     rgb = entry.image.rgb
     folder = studio.render_dir / state.session_id / f"export-{uuid.uuid4().hex[:6]}"
     stem = safe_stem(entry.image.name)
@@ -96,7 +96,11 @@ def segment_file(
     entry = studio.load_entry(path, name)
     prompts.validate(*entry.image.size)
     seg = studio.segmenter()
-    result = seg.segment(entry.image.rgb, prompts.points, prompts.box, multimask=bool(multimask), image_key=entry.key)
+    t0 = time.perf_counter()
+    emb, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+    encode_ms = (time.perf_counter() - t0) * 1000
+    # The torch decoder: the API's masks equal SamPredictor's whatever decodes the UI's clicks.
+    result = seg.decode(emb, prompts, multimask=bool(multimask), encode_ms=encode_ms, cache_hit=hit, backend="torch")
     prune_dir(studio.render_dir / "api", 600)  # the client fetched older masks long ago
     folder = studio.render_dir / "api" / uuid.uuid4().hex[:12]
     stem = safe_stem(entry.image.name)

@@ -26,6 +26,8 @@ from sam_core.core.sizes import ImageSize
 from sam_core.model.segmenter import SegmentResult
 
 MAX_HISTORY = 200  # undo steps kept per session
+DECODER_PATHS = ("auto", "browser", "server")
+BROWSER_MODELS = ("quantized", "fp32")
 
 
 class PromptMode(enum.Enum):
@@ -46,6 +48,8 @@ class Settings:
     min_island: int = 0
     min_hole: int = 0
     refine: bool = False
+    decoder_path: str = "auto"  # where clicks are decoded: "auto" (browser when it can), "browser", "server"
+    browser_model: str = "quantized"  # the browser's decoder file: "quantized" or "fp32"
 
     @property
     def mask_key(self) -> tuple[float, int, int]:
@@ -68,6 +72,7 @@ class Candidates:
     mask_key: tuple[float, int, int]
     chosen: int
     metrics: dict[str, Any]
+    mask_input: np.ndarray | None = None  # (1, 256, 256) logits the decoder was given (refinement), for exact replays
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class SessionState:
     candidates: Candidates | None = None
     settings: Settings = field(default_factory=Settings)
     encode_ms: float = 0.0  # time opening the image took (decode + encode, or a cache hit)
+    client: str = "server"  # who draws this visitor's clicks: "server" or "browser" (its decoder said ready)
 
     @property
     def has_image(self) -> bool:
@@ -150,4 +156,6 @@ class SessionState:
 
     def fresh(self) -> SessionState:
         """The same visitor (id, model, settings) with no image."""
-        return SessionState(session_id=self.session_id, model_type=self.model_type, settings=self.settings)
+        return SessionState(
+            session_id=self.session_id, model_type=self.model_type, settings=self.settings, client=self.client
+        )

@@ -125,8 +125,18 @@ class ImageEntry:
         return dataclasses.replace(self, image=dataclasses.replace(self.image, name=name))
 
 
-def derive_candidates(result: SegmentResult, entry: ImageEntry, settings: Settings, chosen: int) -> Candidates:
-    """Preview masks per ``settings`` (threshold, islands, holes) and the chosen mask's metrics."""
+def derive_candidates(
+    result: SegmentResult,
+    entry: ImageEntry,
+    settings: Settings,
+    chosen: int,
+    mask_input: np.ndarray | None = None,
+) -> Candidates:
+    """Preview masks per ``settings`` (threshold, islands, holes) and the chosen mask's metrics.
+
+    ``mask_input``: the (1, 256, 256) logits the decoder was given (refinement), kept so that an
+    export can replay the decode exactly.
+    """
     masks = result.preview_masks(entry.preview_size, threshold=settings.threshold)
     if settings.min_island or settings.min_hole:
         area = entry.scale**2  # the settings are in full-image px
@@ -137,7 +147,8 @@ def derive_candidates(result: SegmentResult, entry: ImageEntry, settings: Settin
             ]
         )
     masks.flags.writeable = False
-    return Candidates(result, masks, settings.mask_key, chosen, mask_metrics(masks[chosen], scale=entry.scale))
+    metrics = mask_metrics(masks[chosen], scale=entry.scale)
+    return Candidates(result, masks, settings.mask_key, chosen, metrics, mask_input)
 
 
 class Studio:
@@ -286,8 +297,20 @@ class Studio:
                 return self.run(state, source=source)
         raise TypeError(f"unknown event {event!r}")
 
-    def run(self, state: SessionState, *, source: str = "ui") -> SessionState:
-        """Decode the current prompts on the cached embedding; logs one run record."""
+    def run(
+        self,
+        state: SessionState,
+        *,
+        source: str = "ui",
+        chosen: int | None = None,
+        browser_decode_ms: float | None = None,
+    ) -> SessionState:
+        """Decode the current prompts on the cached embedding; logs one run record.
+
+        ``chosen``: the candidate to choose (default: the best score). ``browser_decode_ms``: the
+        visitor's browser already decoded these prompts and drew them (it reported this decoder
+        time); the record is then marked ``decoder="browser"`` with the browser's time.
+        """
         if state.prompts.empty:
             return dataclasses.replace(state, candidates=None)
         entry = self.entry(state)
@@ -306,24 +329,68 @@ class Studio:
             encode_ms=encode_ms,
             cache_hit=hit,
         )
-        new = dataclasses.replace(state, candidates=self._derive(state, result, result.best_index, entry))
-        assert new.candidates is not None
-        self.log_run(new, entry, seg, source, new.candidates.metrics)
+        decoder = result.timings.get("decoder", "torch")
+        if browser_decode_ms is not None:
+            decoder = "browser"
+            result = dataclasses.replace(
+                result, timings={**result.timings, "decoder": decoder, "decode_ms": round(float(browser_decode_ms), 2)}
+            )
+        index = result.best_index if chosen is None or not 0 <= chosen < len(result.scores) else int(chosen)
+        cands = derive_candidates(result, entry, state.settings, index, mask_input)
+        new = dataclasses.replace(state, candidates=cands)
+        self.log_run(new, entry, seg, source, cands.metrics, decoder=decoder)
         return new
+
+    def exact_result(self, state: SessionState) -> SegmentResult:
+        """The session's result as the torch decoder gives it (``SamPredictor``'s numbers).
+
+        Clicks may have been decoded by onnxruntime or in the browser (equal within ~1e-4 on
+        the logits); exports decode the same prompts (and the same refinement input) again with
+        torch unless the session's result already came from it.
+        """
+        cands = state.candidates
+        if cands is None:
+            raise UserError("Nothing to export yet: click on the image first.")
+        if cands.result.timings.get("decoder", "torch") == "torch":
+            return cands.result
+        entry = self.entry(state)
+        seg = self.segmenter(state.model_type)
+        emb, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+        return seg.decode(
+            emb,
+            state.prompts,
+            multimask=state.settings.multimask,
+            mask_input=cands.mask_input,
+            cache_hit=hit,
+            backend="torch",
+        )
 
     def _derive(
         self, state: SessionState, result: SegmentResult, chosen: int, entry: ImageEntry | None = None
     ) -> Candidates:
-        return derive_candidates(result, entry or self.entry(state), state.settings, chosen)
+        old = state.candidates
+        mask_input = old.mask_input if old is not None and old.result is result else None
+        return derive_candidates(result, entry or self.entry(state), state.settings, chosen, mask_input)
 
     def log_run(
-        self, state: SessionState, entry: ImageEntry, seg: Segmenter, source: str, metrics: dict[str, Any]
+        self,
+        state: SessionState,
+        entry: ImageEntry,
+        seg: Segmenter,
+        source: str,
+        metrics: dict[str, Any],
+        *,
+        decoder: str | None = None,
     ) -> int | None:
-        """Append the session's current run to the run log; a failing log never fails the run."""
+        """Append the session's current run to the run log; a failing log never fails the run.
+
+        ``decoder``: where the logged masks were decoded (default: the result's own decoder).
+        """
         if state.result is None:
             return None
         try:
-            record = make_record(state, entry, seg, source, metrics)
+            decoder = decoder or state.result.timings.get("decoder", "torch")
+            record = make_record(state, entry, seg, source, metrics, decoder=decoder)
             row = self.runlog.append(record)
         except Exception:  # the log must never take a segmentation down with it
             log.exception("could not append to the run log")
@@ -336,12 +403,17 @@ class Studio:
         return row
 
     # ----------------------------------------------------------------- masks
-    def full_mask(self, state: SessionState, index: int | None = None) -> np.ndarray:
-        """(H, W) bool chosen (or ``index``) mask at full resolution, post-processed per settings."""
+    def full_mask(
+        self, state: SessionState, index: int | None = None, *, result: SegmentResult | None = None
+    ) -> np.ndarray:
+        """(H, W) bool chosen (or ``index``) mask at full resolution, post-processed per settings.
+
+        Computed from ``result`` when given, else from :meth:`exact_result` (torch's decode).
+        """
         if state.result is None:
             raise UserError("Nothing to export yet: click on the image first.")
         i = state.chosen if index is None else index
-        mask = state.result.full_mask(i, threshold=state.settings.threshold)
+        mask = (result or self.exact_result(state)).full_mask(i, threshold=state.settings.threshold)
         s = state.settings
         if s.min_island or s.min_hole:
             mask = postprocess_mask(mask, min_island=s.min_island, min_hole=s.min_hole)

@@ -59,3 +59,14 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
         help="image-encoder attention: fused SDPA (~2x faster encode, same maths) or SAM's "
         "original eager code [env SAM_ATTENTION]",
     )
+
+
+def add_decoder_argument(p: argparse.ArgumentParser) -> None:
+    """``--decoder {auto,torch,onnx}``: the server-side mask decoder."""
+    p.add_argument(
+        "--decoder",
+        choices=["auto", "torch", "onnx"],
+        default=env("SAM_DECODER", "auto"),
+        help="server-side mask decoder: auto = onnxruntime on CPU (measured faster), torch on GPUs; "
+        "onnx = onnxruntime everywhere; torch = PyTorch (exactly SamPredictor's numbers) [env SAM_DECODER]",
+    )

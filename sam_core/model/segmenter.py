@@ -1,4 +1,8 @@
-"""The Segmenter: one SAM model, one lock, a shared embedding cache, and mask upsampling.
+"""The Segmenter: one SAM model, a shared embedding cache, mask upsampling, and a choice of decoder.
+
+The image encoder and the torch decoder have separate locks, so a click (prompt encoder + mask
+decoder on a cached embedding) never waits for another image being encoded; the onnxruntime
+decoder (``decoder="onnx"``, or ``"auto"`` on a CPU) needs no lock at all.
 
 Coordinates are full-image pixels (x right, y down); images are (H, W, 3) uint8 RGB.
 For the same weights in fp32, ``Segmenter.segment`` returns exactly what
@@ -18,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,7 +40,12 @@ from sam_core.model.embeddings import EmbeddingStore
 from sam_core.model.results import LOW_RES, SegmentResult, upsample_logits  # noqa: F401  (re-exported)
 from sam_core.model.weights import checkpoint_sha256, resolve_checkpoint
 
+if TYPE_CHECKING:
+    from sam_core.model.onnx_decoder import DecoderFiles, OnnxDecoder
+
 log = logging.getLogger(__name__)
+
+DECODERS = ("torch", "onnx", "auto")
 
 
 @dataclass(frozen=True)
@@ -60,12 +69,19 @@ def _preprocess_shape(h: int, w: int, long_side: int = 1024) -> tuple[int, int]:
 
 
 class Segmenter:
-    """SAM behind one lock with an LRU embedding cache shared by every caller.
+    """SAM with an LRU embedding cache shared by every caller.
 
-    Build with :meth:`from_pretrained`. ``segment`` and ``embed`` are thread-safe; two
-    callers asking for the same new image at once share one encoder run. With a store of
-    precomputed embeddings attached (``embeddings=``, :meth:`attach_embeddings`), an image
-    stored for this model type and these weights is read instead of encoded (``cache_hit``).
+    Build with :meth:`from_pretrained`. ``segment``, ``embed`` and ``decode`` are thread-safe; two
+    callers asking for the same new image at once share one encoder run, and decoding never
+    waits for an encode. With a store of precomputed embeddings attached (``embeddings=``,
+    :meth:`attach_embeddings`), an image stored for this model type and these weights is read
+    instead of encoded (``cache_hit``).
+
+    ``decoder``: ``"torch"`` (the default: equal to SamPredictor), ``"onnx"`` (onnxruntime on the
+    CPU, exported and verified on first use, see :mod:`sam_core.model.onnx_decoder`) or ``"auto"``
+    (onnxruntime on a CPU placement, torch on CUDA / MPS). If the ONNX decoder cannot be built,
+    a warning is logged once and torch decodes from then on. ``onnx_dir``: where the ONNX files
+    are cached (default: next to the checkpoint); ``onnx_threads``: onnxruntime's intra-op threads.
     """
 
     def __init__(
@@ -81,7 +97,12 @@ class Segmenter:
         embeddings: EmbeddingStore | str | os.PathLike[str] | None = None,
         checkpoints_dir: str | os.PathLike[str] | None = None,
         weights_id: str | None = None,
+        decoder: str = "torch",
+        onnx_dir: str | os.PathLike[str] | None = None,
+        onnx_threads: int | None = None,
     ) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
         self.model_type = model_type
         self.placement = placement
         self.checkpoint = checkpoint
@@ -90,7 +111,15 @@ class Segmenter:
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         with torch.inference_mode():  # constant per model: SamPredictor recomputes it per call
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-        self._lock = threading.RLock()
+        self._encoder_lock = threading.RLock()  # image encoder runs
+        self._decoder_lock = threading.RLock()  # torch prompt encoder + mask decoder
+        self.decoder = decoder
+        self._want_onnx = decoder == "onnx" or (decoder == "auto" and placement.device.type == "cpu")
+        self._onnx_dir = onnx_dir
+        self._onnx_threads = onnx_threads
+        self._onnx: OnnxDecoder | None = None
+        self._onnx_failed = False
+        self._onnx_init_lock = threading.Lock()
         self._cache: LRUCache[Embedding] = LRUCache(cache_entries, cache_mb << 20, lambda e: e.nbytes)
         # Identity of the weights + numerics, so an embedding is never reused across models.
         self.model_id = f"{model_type}:{Path(checkpoint).name if checkpoint else 'builtin'}:{placement.precision}"
@@ -118,6 +147,9 @@ class Segmenter:
         cache_mb: int = 512,
         progress: bool = True,
         embeddings: EmbeddingStore | str | os.PathLike[str] | None = None,
+        decoder: str = "torch",
+        onnx_dir: str | os.PathLike[str] | None = None,
+        onnx_threads: int | None = None,
     ) -> Segmenter:
         """Resolve (download + verify) the weights, build the model and place it.
 
@@ -125,6 +157,7 @@ class Segmenter:
         the relative-position bias as the attention mask. Same maths as SAM's attention; the
         embedding differs from eager by ~1e-6 and encoding is ~2x faster on CPUs (tested).
         ``embeddings``: a folder of precomputed embeddings (:class:`EmbeddingStore`) to read.
+        ``decoder``, ``onnx_dir``, ``onnx_threads``: see the class.
         """
         path = resolve_checkpoint(
             model_type, checkpoint, checkpoints_dir=checkpoints_dir, repo_id=repo_id, progress=progress
@@ -141,6 +174,9 @@ class Segmenter:
             sdpa=sdpa,
             embeddings=embeddings,
             checkpoints_dir=checkpoints_dir,
+            decoder=decoder,
+            onnx_dir=onnx_dir,
+            onnx_threads=onnx_threads,
         )
 
     # ------------------------------------------------------------------ info
@@ -186,6 +222,7 @@ class Segmenter:
             "checkpoint": Path(self.checkpoint).name if self.checkpoint else None,
             "test_model": self.is_test_model,
             "embeddings": str(self.embeddings.root) if self.embeddings else None,
+            "decoder": self.decoder_backend,
         }
 
     def clear_cache(self) -> None:
@@ -223,7 +260,7 @@ class Segmenter:
     def _encode(self, key: str, image: np.ndarray) -> Embedding:
         t0 = time.perf_counter()
         x = self.prepare_input(image)
-        with self._lock, self._guard_oom(), torch.inference_mode(), self._autocast():
+        with self._encoder_lock, self._guard_oom(), torch.inference_mode(), self._autocast():
             x = x.to(self.device)
             features = self.model.image_encoder(self.model.preprocess(x.float())).float()
         if self.device.type == "cuda":
@@ -327,7 +364,7 @@ class Segmenter:
             return [out[i] for i in range(len(images))]
         t0 = time.perf_counter()
         xs = [self.prepare_input(check_image(images[i])) for i in first]
-        with self._lock, self._guard_oom(), torch.inference_mode(), self._autocast():
+        with self._encoder_lock, self._guard_oom(), torch.inference_mode(), self._autocast():
             batch = torch.cat([self.model.preprocess(x.to(self.device).float()) for x in xs])
             features = self.model.image_encoder(batch).float()
         if self.device.type == "cuda":
@@ -370,6 +407,114 @@ class Segmenter:
         encode_ms = (time.perf_counter() - t0) * 1000
         return self.decode(emb, prompts, multimask=multimask, mask_input=mask_input, encode_ms=encode_ms, cache_hit=hit)
 
+    @property
+    def decoder_backend(self) -> str:
+        """What :meth:`decode` uses now: ``"onnx"`` (also before its first, lazy build) or ``"torch"``."""
+        return "onnx" if self._want_onnx and not self._onnx_failed else "torch"
+
+    def decoder_files(self) -> DecoderFiles:
+        """The ONNX decoder files of this model (fp32, quantized, sidecar), exported on first call."""
+        from sam_core.model.onnx_decoder import export_decoder
+
+        return export_decoder(self, self._onnx_dir)
+
+    def prepare_decoder(self) -> str:
+        """Build the decoder backend now (export + verify + session for ONNX); returns the backend."""
+        if self._want_onnx:
+            self._onnx_session(wait=True)
+        return self.decoder_backend
+
+    def _onnx_session(self, *, wait: bool = False) -> OnnxDecoder | None:
+        """The onnxruntime decoder, built on first use; None = decode with torch (failed, or
+        another thread is building it and ``wait`` is False: that click does not wait)."""
+        if self._onnx is not None or self._onnx_failed:
+            return self._onnx
+        if not self._onnx_init_lock.acquire(blocking=wait):
+            return None
+        try:
+            if self._onnx is None and not self._onnx_failed:
+                t0 = time.perf_counter()
+                try:
+                    from sam_core.model.onnx_decoder import OnnxDecoder
+
+                    files = self.decoder_files()
+                    self._onnx = OnnxDecoder(files.fp32, threads=self._onnx_threads)
+                    log.info(
+                        "ONNX decoder ready (%s, %d threads) in %.1f s",
+                        files.fp32.name,
+                        self._onnx.threads,
+                        time.perf_counter() - t0,
+                    )
+                except Exception as err:
+                    self._onnx_failed = True
+                    log.warning(
+                        "the ONNX decoder is not available (%s: %s); decoding with torch", type(err).__name__, err
+                    )
+        finally:
+            self._onnx_init_lock.release()
+        return self._onnx
+
+    def torch_decode(
+        self,
+        features: torch.Tensor,
+        coords: np.ndarray | None,
+        labels: np.ndarray | Sequence[int] | None,
+        box: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        *,
+        multimask: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Torch prompt encoder + mask decoder. Prompts in the 1024-long-side input frame:
+        ``coords`` (N, 2), ``labels`` (N,), ``box`` (4,) x1 y1 x2 y2; ``mask_input`` (256, 256) logits.
+        Returns ``(scores (K,), low_res (K, 256, 256))`` float32, K = 3 with multimask, else 1."""
+        dev = self.device
+        coords_t = labels_t = boxes = masks = None
+        if coords is not None and len(coords):
+            coords_t = torch.as_tensor(coords, dtype=torch.float, device=dev)[None]
+            labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.int, device=dev)[None]
+        if box is not None:
+            boxes = torch.as_tensor(box, dtype=torch.float, device=dev)[None]
+        if mask_input is not None:
+            m = np.asarray(mask_input, dtype=np.float32).reshape(-1, LOW_RES, LOW_RES)[:1]
+            masks = torch.as_tensor(m, device=dev)[None]
+        with self._decoder_lock, self._guard_oom(), torch.inference_mode():
+            sparse, dense = self.model.prompt_encoder(
+                points=(coords_t, labels_t) if coords_t is not None else None, boxes=boxes, masks=masks
+            )
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=features,
+                image_pe=self._dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+            return iou[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+
+    def _onnx_decode(
+        self,
+        session: OnnxDecoder,
+        emb: Embedding,
+        coords: np.ndarray | None,
+        labels: list[int],
+        box: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """onnxruntime's candidates, sliced like ``MaskDecoder.forward``; None (and torch from
+        then on) if the run fails. The session's graph has no ``masks`` output: the (1, 1) size is unused."""
+        from sam_core.model.onnx_decoder import onnx_inputs
+
+        try:
+            feed = onnx_inputs(coords, np.asarray(labels), box, mask_input, ImageSize(1, 1))
+            all_scores, all_low = session.run(emb.features.detach().float().cpu().numpy(), feed)
+        except Exception as err:
+            if not self._onnx_failed:
+                self._onnx_failed = True
+                log.warning("the ONNX decoder failed (%s: %s); decoding with torch", type(err).__name__, err)
+            return None
+        take = slice(1, None) if multimask else slice(0, 1)  # multimask: tokens 1-3, else token 0
+        return all_scores[take].copy(), all_low[take].copy()
+
     def decode(
         self,
         emb: Embedding,
@@ -379,43 +524,50 @@ class Segmenter:
         mask_input: np.ndarray | None = None,
         encode_ms: float = 0.0,
         cache_hit: bool = True,
+        backend: str | None = None,
     ) -> SegmentResult:
-        """Prompt encoder + mask decoder on a cached embedding (the per-click work)."""
+        """Prompt encoder + mask decoder on a cached embedding (the per-click work).
+
+        ``backend``: None = this segmenter's decoder (:attr:`decoder_backend`); ``"torch"``
+        forces torch (exact SamPredictor numerics); ``"onnx"`` asks for onnxruntime (torch when
+        it is unavailable). ``timings["decoder"]`` says which one ran.
+        """
+        if backend not in (None, "torch", "onnx"):
+            raise ValueError(f"backend must be None, 'torch' or 'onnx', not {backend!r}")
         prompts.validate(*emb.image_size)
         t0 = time.perf_counter()
-        dev = self.device
-        coords = labels = boxes = masks = None
+        coords = box = None
+        labels: list[int] = []
         if prompts.points:
             pts = np.array([[x, y] for x, y, _ in prompts.points], dtype=np.float64)
-            pts = self.transform.apply_coords(pts, emb.image_size.hw)
-            coords = torch.as_tensor(pts, dtype=torch.float, device=dev)[None]
-            labels = torch.as_tensor([lab for _, _, lab in prompts.points], dtype=torch.int, device=dev)[None]
+            coords = self.transform.apply_coords(pts, emb.image_size.hw)
+            labels = [lab for _, _, lab in prompts.points]
         if prompts.box is not None:
-            b = self.transform.apply_boxes(np.array(prompts.box, dtype=np.float64), emb.image_size.hw)
-            boxes = torch.as_tensor(b, dtype=torch.float, device=dev)[None]
-        if mask_input is not None:
-            m = np.asarray(mask_input, dtype=np.float32).reshape(-1, LOW_RES, LOW_RES)[:1]
-            masks = torch.as_tensor(m, device=dev)[None]
-        with self._lock, self._guard_oom(), torch.inference_mode():
-            sparse, dense = self.model.prompt_encoder(
-                points=(coords, labels) if coords is not None else None, boxes=boxes, masks=masks
-            )
-            low_res, iou = self.model.mask_decoder(
-                image_embeddings=emb.features,
-                image_pe=self._dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
-            low_res_np = low_res[0].float().cpu().numpy()
-            scores = iou[0].float().cpu().numpy()
+            box = self.transform.apply_boxes(np.array(prompts.box, dtype=np.float64), emb.image_size.hw)[0]
+        session = None
+        if backend == "onnx" or (backend is None and self._want_onnx):
+            session = self._onnx_session()
+        ran = None
+        if session is not None:
+            ran = self._onnx_decode(session, emb, coords, labels, box, mask_input, multimask)
+        if ran is not None:
+            scores, low_res_np = ran
+            used = "onnx"
+        else:
+            scores, low_res_np = self.torch_decode(emb.features, coords, labels, box, mask_input, multimask=multimask)
+            used = "torch"
         decode_ms = (time.perf_counter() - t0) * 1000
         return SegmentResult(
             scores=scores,
             low_res_logits=low_res_np,
             image_size=emb.image_size,
             input_size=emb.input_size,
-            timings={"encode_ms": round(encode_ms, 2), "decode_ms": round(decode_ms, 2), "cache_hit": bool(cache_hit)},
+            timings={
+                "encode_ms": round(encode_ms, 2),
+                "decode_ms": round(decode_ms, 2),
+                "cache_hit": bool(cache_hit),
+                "decoder": used,
+            },
             mask_threshold=float(self.model.mask_threshold),
-            device=dev,
+            device=self.device,
         )

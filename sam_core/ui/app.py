@@ -29,6 +29,17 @@ CSS = """
 #metrics table.metrics tr:nth-child(odd) { background: var(--table-odd-background-fill); }
 .coming-soon { max-width: 60rem; }
 #monitor-summary .warning { color: #b45309; font-weight: 600; }
+/* The browser decoder (static/sam_decoder.js): while it draws the clicks, its candidate strip
+   replaces the server's gallery and chosen-mask image, and its canvas overlays the input. */
+#browser-decoder { display: none; }
+body.sam-browser-decoder #candidates, body.sam-browser-decoder #result { display: none; }
+#browser-candidates .bd-note { font-size: 0.85rem; opacity: 0.8; min-height: 1.2em; }
+#browser-candidates .bd-strip { display: flex; gap: 8px; }
+#browser-candidates figure { flex: 1 1 0; min-width: 0; margin: 0; padding: 3px; border: 2px solid transparent;
+  border-radius: 6px; cursor: pointer; }
+#browser-candidates figure.bd-chosen { border-color: var(--color-accent); }
+#browser-candidates canvas { display: block; width: 100%; height: auto; }
+#browser-candidates figcaption { font-size: 0.8rem; }
 """
 
 
@@ -52,15 +63,23 @@ def header_markdown(studio: Studio) -> str:
 
 
 def build_app(
-    studio: Studio, *, batch_limits: BatchLimits | None = None, alert_rules: RuleSet | None = None
+    studio: Studio,
+    *,
+    batch_limits: BatchLimits | None = None,
+    alert_rules: RuleSet | None = None,
+    decode_clicks: str = "auto",
 ) -> gr.Blocks:
-    """Build the Blocks app around ``studio`` (launch it with ``css=CSS``); ``alert_rules``: the Monitor tab's."""
+    """Build the Blocks app around ``studio`` (launch it with ``css=CSS``).
+
+    ``alert_rules``: the Monitor tab's; ``decode_clicks``: where new visitors' clicks are decoded
+    (auto: in their browser when WebAssembly works, else on the server).
+    """
     # delete_cache: every 30 min, drop cached files (renders, uploads) older than an hour
     with gr.Blocks(title="SAM Studio", delete_cache=(1800, 3600)) as app:
         gr.Markdown(header_markdown(studio), elem_id="header")
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Segment", id="segment", elem_id="tab-segment"):
-                build_segment_tab(studio)
+                build_segment_tab(studio, decode_clicks=decode_clicks)
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 build_batch_tab(studio, batch_limits)
             with gr.Tab("Monitor", id="monitor", elem_id="tab-monitor") as monitor_tab:

@@ -35,6 +35,7 @@ METRIC_LABELS = {
     "bbox": "bbox x1,y1,x2,y2",
     "encode_ms": "encode (ms)",
     "decode_ms": "decode (ms)",
+    "decoder": "decoded by",
     "cache_hit": "cache hit",
     "model": "model",
     "device": "device",
@@ -65,21 +66,35 @@ def _write(studio: Studio, state: SessionState, stem: str, data: bytes, ext: str
     return str(path)
 
 
-def render_view(studio: Studio, state: SessionState, status: str = "") -> View:
-    """Render everything the Segment tab shows for ``state`` at preview resolution."""
+def render_view(studio: Studio, state: SessionState, status: str = "", *, browser: bool = False) -> View:
+    """Render everything the Segment tab shows for ``state`` at preview resolution.
+
+    ``browser``: the page's browser decoder draws the prompts, the masks and the candidates
+    itself, so the input is sent plain and no candidate images are made.
+    """
     if not state.has_image:
         return View(None, [], None, None, {}, [], status or "Upload an image or pick an example.")
     entry = studio.entry(state)
-    drawn = draw_prompts(
-        entry.preview, state.prompts.points, state.prompts.box, scale=entry.scale, pending_corner=state.pending_corner
-    )
+    if browser:
+        drawn = entry.preview
+    else:
+        drawn = draw_prompts(
+            entry.preview,
+            state.prompts.points,
+            state.prompts.box,
+            scale=entry.scale,
+            pending_corner=state.pending_corner,
+        )
     input_path = _write(studio, state, "input", encode_jpeg(drawn, quality=88), "jpg")
     gallery: list[tuple[str, str]] = []
     annotated = None
     metrics: dict[str, Any] = {}
     selected = None
     cands = state.candidates
-    if cands is not None:
+    if cands is not None and browser:
+        selected = cands.chosen
+        metrics = metrics_dict(studio, state)
+    elif cands is not None:
         res = cands.result
         colors = [PALETTE[i % len(PALETTE)] for i in range(len(cands.masks))]
         thumbs = candidate_thumbnails(drawn, cands.masks, colors=colors, max_side=THUMB_SIDE)
@@ -113,6 +128,7 @@ def metrics_dict(studio: Studio, state: SessionState) -> dict[str, Any]:
         "bbox": m["bbox"],
         "encode_ms": res.timings["encode_ms"],
         "decode_ms": res.timings["decode_ms"],
+        "decoder": res.timings.get("decoder", "torch"),
         "cache_hit": res.timings["cache_hit"],
         "model": seg.model_type,
         "device": str(seg.device),

@@ -7,6 +7,7 @@ Handlers are thin: each turns a Gradio event into an application event for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from sam_core.app import export
-from sam_core.app.session import PromptMode, SessionState, Settings
+from sam_core.app.session import BROWSER_MODELS, DECODER_PATHS, PromptMode, SessionState, Settings
 from sam_core.app.studio import ChangeSettings, Choose, Clear, Click, Event, SetPrompts, Studio, SwitchModel, Undo
-from sam_core.core.errors import PromptError
+from sam_core.core.errors import PromptError, UserError
 from sam_core.core.prompts import Prompts
 from sam_core.model.registry import MODEL_TYPES
+from sam_core.ui.browser_decoder import JS_ON_LOAD, BrowserAssets
 from sam_core.ui.common import gpu_handlers, user_errors
 from sam_core.ui.components import FastAnnotatedImage, RawImage
 from sam_core.ui.present import ROW_HEADERS, metrics_html, prompts_from_rows, render_view, status_text
@@ -31,6 +33,14 @@ MODE_FG = "Foreground point"
 MODE_BG = "Background point"
 MODE_BOX = "Box (2 clicks)"
 MODES = {MODE_FG: PromptMode.FOREGROUND, MODE_BG: PromptMode.BACKGROUND, MODE_BOX: PromptMode.BOX}
+
+# Settings → "Decode clicks": the labels of Settings.decoder_path's values, and of browser_model's.
+PATH_LABELS = {
+    "auto": "Auto: in the browser when WebAssembly works",
+    "browser": "In the browser",
+    "server": "On the server",
+}
+BROWSER_MODEL_LABELS = {"quantized": "quantized (4.7 MB)", "fp32": "fp32 (16.5 MB, exact to 1e-4)"}
 
 # Handlers that run the model: wrapped with spaces.GPU on ZeroGPU Spaces.
 GPU_HANDLERS = (
@@ -45,6 +55,7 @@ GPU_HANDLERS = (
     "export",
     "save",
     "api_segment",
+    "browser_event",
 )
 
 
@@ -58,23 +69,40 @@ class Outputs(NamedTuple):
     metrics: str
     prompts: list[list[Any]]
     status: str
+    client: str  # the browser decoder's sync value (JSON)
 
 
 class Handlers:
     """Event handlers of the Segment tab; tests call them with the values Gradio passes."""
 
-    def __init__(self, studio: Studio) -> None:
+    def __init__(self, studio: Studio, *, decode_clicks: str = "auto") -> None:
+        """``decode_clicks``: the "Decode clicks" setting of new sessions (auto, browser or server)."""
+        if decode_clicks not in DECODER_PATHS:
+            raise ValueError(f"decode_clicks must be one of {DECODER_PATHS}, not {decode_clicks!r}")
         self.studio = studio
+        self.assets = BrowserAssets(studio)
+        self.defaults = Settings(decoder_path=decode_clicks)
 
     def _state(self, state: SessionState | None) -> SessionState:
-        return state if isinstance(state, SessionState) else SessionState(model_type=self.studio.default_model)
+        if isinstance(state, SessionState):
+            return state
+        return SessionState(model_type=self.studio.default_model, settings=self.defaults)
 
     def render(self, state: SessionState, status: str | None = None) -> Outputs:
         """Present ``state``; ``status`` defaults to what to do next."""
-        view = render_view(self.studio, state, status_text(state) if status is None else status)
+        view = render_view(
+            self.studio, state, status_text(state) if status is None else status, browser=state.client == "browser"
+        )
         gallery = gr.update(value=view.gallery or None, selected_index=view.selected)
         return Outputs(
-            state, view.input_image, gallery, view.annotated, metrics_html(view.metrics), view.rows, view.status
+            state,
+            view.input_image,
+            gallery,
+            view.annotated,
+            metrics_html(view.metrics),
+            view.rows,
+            view.status,
+            self.assets.sync(state, MODES),
         )
 
     def _apply(self, state: SessionState | None, event: Event, progress: Any = None) -> Outputs:
@@ -105,7 +133,7 @@ class Handlers:
         capture (which the front end names ``image.png`` / ``image.jpeg``) is opened.
         """
         if not path or not WEBCAM_NAME.fullmatch(Path(path).name) or (state and state.image_path == path):
-            return tuple(gr.skip() for _ in Outputs._fields)
+            return _skip_all()
         return self.upload(path, state, progress)
 
     @user_errors
@@ -148,7 +176,11 @@ class Handlers:
         min_island: float,
         min_hole: float,
         refine: bool,
+        decoder_path: str = PATH_LABELS["auto"],
+        browser_model: str = BROWSER_MODEL_LABELS["quantized"],
     ) -> Outputs:
+        paths = {label: value for value, label in PATH_LABELS.items()}
+        models = {label: value for value, label in BROWSER_MODEL_LABELS.items()}
         new = Settings(
             bool(multimask),
             float(threshold),
@@ -156,8 +188,60 @@ class Handlers:
             max(0, int(min_island or 0)),
             max(0, int(min_hole or 0)),
             bool(refine),
+            paths.get(decoder_path, decoder_path if decoder_path in DECODER_PATHS else "auto"),
+            models.get(browser_model, browser_model if browser_model in BROWSER_MODELS else "quantized"),
         )
+        state = self._state(state)
+        if new.decoder_path == "server" and state.client == "browser":
+            state = dataclasses.replace(state, client="server")  # the server draws from now on
         return self._apply(state, ChangeSettings(new))
+
+    @user_errors
+    def browser_event(self, state: SessionState | None, evt: gr.EventData) -> Outputs:
+        """What the page's browser decoder reports (``submit`` events of the hidden component).
+
+        ``ready`` / ``failed``: the browser path works (the server stops drawing clicks) or not
+        (the server draws them again); ``decoded``: prompts the browser decoded and drew, with
+        the candidate it chose (the server updates the session, the table, the metrics and the
+        run log, marked ``decoder="browser"``, and sends no images back); ``choose``: another
+        candidate; ``corner``: a box's first corner.
+        """
+        state = self._state(state)
+        data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
+        kind = data.get("kind")
+        if kind in ("ready", "failed"):
+            client = "browser" if kind == "ready" and state.settings.decoder_path != "server" else "server"
+            reason = str(data.get("reason"))[:200]
+            status = None if kind == "ready" else f"Browser decoder unavailable ({reason}): clicks go to the server."
+            return self.render(dataclasses.replace(state, client=client), status)
+        if state.client != "browser" or not state.has_image or data.get("image_key") != state.image_key:
+            return _skip_all()  # a report about an image or a path this session no longer shows
+        if kind == "corner":
+            x, y = (float(v) for v in data.get("corner") or ())
+            Prompts.parse([(x, y, 1)]).validate(*state.size)  # the corner must lie on the image
+            state = dataclasses.replace(state, pending_corner=(x, y))
+        elif kind == "choose":
+            state = self.studio.handle(state, Choose(int(data.get("chosen", 0))))
+        elif kind == "decoded":
+            seg = self.studio.segmenter(state.model_type)
+            if data.get("model_id") != f"{seg.model_type}:{seg.weights_id}":
+                raise UserError("The browser decoded with another model than this session's; the click was ignored.")
+            raw = data.get("prompts") or {}
+            prompts = Prompts.parse(raw.get("points") or [], raw.get("box"))
+            state = dataclasses.replace(state, pending_corner=None)
+            if prompts != state.prompts:
+                state = state.with_prompts(prompts)
+            ms = data.get("decode_ms")
+            state = self.studio.run(
+                state,
+                chosen=int(data.get("chosen", 0)),
+                browser_decode_ms=float(ms) if isinstance(ms, (int, float)) else 0.0,
+            )
+        else:
+            return _skip_all()
+        out = self.render(state)
+        skip = gr.skip()
+        return out._replace(image=skip, candidates=skip, result=skip, client=skip)
 
     @user_errors
     def switch_model(
@@ -187,6 +271,11 @@ class Handlers:
         return summary, [str(p) for p in paths]
 
 
+def _skip_all() -> Any:
+    """Change nothing on the page."""
+    return tuple(gr.skip() for _ in Outputs._fields)
+
+
 def load_presets() -> list[list[str]]:
     """Example rows ``[image_path, prompts_json, title]`` from ``examples/presets.json``."""
     path = EXAMPLES_DIR / "presets.json"
@@ -206,9 +295,12 @@ def load_presets() -> list[list[str]]:
     return rows
 
 
-def build_segment_tab(studio: Studio) -> Handlers:
-    """Lay out the Segment tab inside the current Blocks context and wire its events."""
-    h = Handlers(studio)
+def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handlers:
+    """Lay out the Segment tab inside the current Blocks context and wire its events.
+
+    ``decode_clicks``: where new sessions decode clicks (auto: in the browser when it can).
+    """
+    h = Handlers(studio, decode_clicks=decode_clicks)
     gpu_handlers(h, GPU_HANDLERS)
     state = gr.State(None)
     with gr.Row(equal_height=False):
@@ -282,8 +374,32 @@ def build_segment_tab(studio: Studio) -> Handlers:
                     min_island = gr.Number(0, label="Remove islands below (px)", precision=0, minimum=0)
                     min_hole = gr.Number(0, label="Fill holes below (px)", precision=0, minimum=0)
                 refine = gr.Checkbox(False, label="Refine with previous mask", elem_id="refine")
+                decoder_path = gr.Radio(
+                    list(PATH_LABELS.values()),
+                    value=PATH_LABELS[decode_clicks],
+                    label="Decode clicks",
+                    info="In the browser, clicks and hover never wait on the server (onnxruntime-web); "
+                    "exports are always computed on the server.",
+                    elem_id="decoder-path",
+                )
+                browser_model = gr.Radio(
+                    list(BROWSER_MODEL_LABELS.values()),
+                    value=BROWSER_MODEL_LABELS["quantized"],
+                    label="Browser decoder file",
+                    elem_id="browser-model",
+                )
+    # The browser decoder: a hidden component whose value (the sync JSON) every event updates.
+    client = gr.HTML(
+        h.assets.sync(h._state(None), MODES),
+        html_template="",
+        js_on_load=JS_ON_LOAD,
+        elem_id="browser-decoder",
+        container=False,
+        padding=False,
+        apply_default_css=False,
+    )
 
-    outputs = [state, image, candidates, result, metrics, prompts, status]
+    outputs = [state, image, candidates, result, metrics, prompts, status, client]
     hidden: dict[str, Any] = {"api_visibility": "private"}
     image.upload(h.upload, [image, state], outputs, **hidden)
     image.clear(h.upload, [image, state], outputs, **hidden)
@@ -293,8 +409,8 @@ def build_segment_tab(studio: Studio) -> Handlers:
     clear.click(h.clear, [state], outputs, **hidden)
     prompts.input(h.edit_prompts, [prompts, state], outputs, **hidden)
     candidates.select(h.choose, [state], outputs, **hidden)
-    settings = [state, multimask, threshold, alpha, min_island, min_hole, refine]
-    for box in (multimask, refine):
+    settings = [state, multimask, threshold, alpha, min_island, min_hole, refine, decoder_path, browser_model]
+    for box in (multimask, refine, decoder_path, browser_model):
         box.input(h.settings, settings, outputs, **hidden)
     for slider in (threshold, alpha):
         slider.release(h.settings, settings, outputs, **hidden)
@@ -302,6 +418,7 @@ def build_segment_tab(studio: Studio) -> Handlers:
         num.submit(h.settings, settings, outputs, **hidden)
         num.blur(h.settings, settings, outputs, **hidden)
     model.input(h.switch_model, [model, state], outputs, **hidden)
+    client.submit(h.browser_event, [state], outputs, trigger_mode="always_last", show_progress="hidden", **hidden)
     export_btn.click(h.export, [state], downloads, **hidden)
     save.click(h.save, [state], saved, **hidden)
     # Examples: the table loads the inputs, then we open the image and run its preset.

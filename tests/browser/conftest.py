@@ -35,5 +35,16 @@ def browser():
 def app_server(tmp_path_factory):
     from server import run_server
 
-    with run_server(tmp_path_factory.mktemp("browser-app")) as srv:
+    # These tests drive the server path (what browsers without WebAssembly get); the browser
+    # decoder (the default) has its own server in test_browser_decoder.py.
+    with run_server(tmp_path_factory.mktemp("browser-app"), "--decode-clicks", "server") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def decoder_server(tmp_path_factory):
+    """The app as visitors get it: clicks decoded in the browser (``--decode-clicks auto``)."""
+    from server import run_server
+
+    with run_server(tmp_path_factory.mktemp("decoder-app"), "--decode-clicks", "auto") as srv:
         yield srv

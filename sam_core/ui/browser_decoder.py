@@ -1,0 +1,158 @@
+"""The Segment tab's browser decoder: what the server gives it and what it hears back.
+
+The page runs SAM's prompt encoder + mask decoder with onnxruntime-web
+(``static/sam_decoder.js``). The server's side of it, all here:
+
+* the files it fetches, served through Gradio's static paths: the vendored onnxruntime-web
+  (``static/ort/``), the model's decoder as ONNX (exported and verified once per weights, see
+  :mod:`sam_core.model.onnx_decoder`), and one fp16 embedding file per image and model
+  (:mod:`sam_core.model.browser_embedding`), written once and shared by every visitor;
+* the *sync value*: a small JSON document (URLs, sizes, prompts, settings) that every Segment
+  event sends to a hidden ``gr.HTML`` component, whose ``js_on_load`` starts the decoder;
+* the events the page sends back (``submit`` with a ``kind``): ``ready`` / ``failed`` (the
+  browser path works or not), ``decoded`` (prompts + chosen candidate after a click the browser
+  drew), ``choose`` and ``corner`` (a box's first corner).
+
+Frames: prompts are full-image pixels; sizes in the sync value are ``[width, height]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from sam_core.app.session import PromptMode, SessionState
+from sam_core.app.studio import ImageEntry, Studio
+from sam_core.core.files import write_atomic
+from sam_core.core.render import PALETTE
+from sam_core.model import browser_embedding
+from sam_core.model.segmenter import Segmenter
+from sam_core.ui.web_assets import ORT_DIR, STATIC_DIR, file_url, register_static
+
+log = logging.getLogger(__name__)
+
+MODULE = STATIC_DIR / "sam_decoder.js"
+MAX_EMBEDDING_FILES = 64  # 2 MiB each
+
+# The hidden gr.HTML component's js_on_load: import the decoder module and hand it the widget.
+JS_ON_LOAD = """
+const sync = props.value ? JSON.parse(props.value) : {};
+if (sync.module_url) {
+  import(new URL(sync.module_url, document.baseURI).href)
+    .then((m) => m.attach(element, trigger, props, watch))
+    .catch((err) => console.error("SAM Studio browser decoder:", err));
+}
+"""
+
+
+class BrowserAssets:
+    """Files the browser decoder fetches, shared by every visitor (keyed and locked)."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+        self.dir = studio.render_dir / "browser"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._token = uuid.uuid4().hex  # embedding URLs are not guessable
+        self._lock = threading.Lock()
+        self._files: OrderedDict[tuple[str, str], Path] = OrderedDict()
+        self._decoders: dict[str, Any] = {}  # model_id -> DecoderFiles, or the error text
+        register_static(STATIC_DIR, self.dir)
+
+    # -------------------------------------------------------------- decoder files
+    def decoder(self, seg: Segmenter) -> tuple[Any, str | None]:
+        """(DecoderFiles, None), or (None, why not). Exported once per weights, then cached."""
+        key = browser_embedding.model_id(seg.model_type, seg.weights_id)
+        with self._lock:
+            known = self._decoders.get(key)
+        if known is None:
+            t0 = time.perf_counter()
+            try:
+                known = seg.decoder_files()
+                register_static(known.fp32.parent)
+                log.info("browser decoder for %s ready in %.1f s", key, time.perf_counter() - t0)
+            except Exception as err:  # the server path still works
+                log.exception("no browser decoder for %s", key)
+                known = f"the decoder could not be exported ({err})"
+            with self._lock:
+                self._decoders[key] = known
+        return (None, known) if isinstance(known, str) else (known, None)
+
+    # -------------------------------------------------------------- embeddings
+    def embedding_file(self, seg: Segmenter, entry: ImageEntry) -> Path:
+        """The fp16 embedding file of ``entry`` for ``seg`` (written once, LRU of 64 files)."""
+        mid = browser_embedding.model_id(seg.model_type, seg.weights_id)
+        key = (mid, entry.key)
+        with self._lock:
+            path = self._files.get(key)
+            if path is not None and path.exists():
+                self._files.move_to_end(key)
+                return path
+        emb, _ = seg.embed(entry.image.rgb, image_key=entry.key)
+        data = browser_embedding.encode(
+            emb.features.detach().float().cpu().numpy(),
+            model_id=mid,
+            image_key=entry.key,
+            image_size=emb.image_size,
+            input_size=emb.input_size,
+        )
+        name = f"{self._token[:16]}-{seg.model_type}-{entry.key[:16]}.samemb"
+        path = write_atomic(self.dir / name, data)
+        with self._lock:
+            self._files[key] = path
+            while len(self._files) > MAX_EMBEDDING_FILES:
+                _, old = self._files.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return path
+
+    # -------------------------------------------------------------- the sync value
+    def sync(self, state: SessionState, modes: dict[str, PromptMode]) -> str:
+        """The JSON the page's decoder reads after every Segment event (small: URLs, not data)."""
+        s = state.settings
+        out: dict[str, Any] = {
+            "v": 1,
+            "rev": uuid.uuid4().hex[:8],  # always a new value, so the page always hears of it
+            "module_url": file_url(MODULE),
+            "ort_url": file_url(ORT_DIR) + "/",
+            "path": s.decoder_path,
+            "client": state.client,  # "browser" once the server heard that this page decodes
+            "modes": {label: mode.value for label, mode in modes.items()},
+            "palette": [list(c) for c in PALETTE],
+            "multimask": s.multimask,
+            "threshold": s.threshold,
+            "alpha": s.alpha,
+            "refine": s.refine,
+            "image_key": None,
+        }
+        if s.min_island or s.min_hole:
+            out["path"] = "server"
+            out["path_reason"] = "mask clean-up (islands / holes) is applied on the server"
+        if out["path"] == "server":
+            return json.dumps(out)
+        seg = self.studio.segmenter(state.model_type)
+        files, error = self.decoder(seg)
+        if files is None:
+            out["decoder_error"] = error
+            return json.dumps(out)
+        out["decoder_url"] = file_url(files.quantized if s.browser_model == "quantized" else files.fp32)
+        out["decoder_model_id"] = files.model_id
+        out["model_id"] = browser_embedding.model_id(seg.model_type, seg.weights_id)
+        if not state.has_image:
+            return json.dumps(out)
+        entry = self.studio.entry(state)
+        out.update(
+            image_key=entry.key,
+            embedding_url=file_url(self.embedding_file(seg, entry)),
+            full=[entry.image.size.width, entry.image.size.height],
+            preview=[entry.preview_size.width, entry.preview_size.height],
+            scale=entry.scale,
+            prompts=state.prompts.to_dict(),
+            pending_corner=list(state.pending_corner) if state.pending_corner else None,
+            chosen=state.chosen,
+        )
+        return json.dumps(out)

@@ -1,0 +1,694 @@
+// SAM Studio: the mask decoder in the browser.
+//
+// The server sends the image embedding once per image (fp16, 2 MiB, a file URL) and serves
+// SAM's prompt encoder + mask decoder as ONNX; onnxruntime-web (vendored, no CDN) runs it on
+// every click and on mouse hover, so a click never waits on the server. After drawing, the
+// browser reports the prompts and the chosen candidate to the server in one small event (no
+// images come back); the server updates the session, the prompt table, the metrics and the
+// run log, and computes exports from the same prompts.
+//
+// Frames: prompts are full-image pixels (x right, y down); the page shows the preview (scale =
+// preview px / full px); the decoder takes coordinates in SAM's 1024-long-side input frame,
+// mapped exactly as segment_anything's ResizeLongestSide.apply_coords (tested against it).
+// Sizes in the sync value are [width, height]; ONNX's orig_im_size is [height, width].
+
+const LONG_SIDE = 1024;
+const LOW_RES = 256;
+const EMB_SHAPE = [1, 256, 64, 64];
+const EMB_MAGIC = "SAMEMB01";
+const HOVER_ALPHA = 0.35;
+
+// ------------------------------------------------------------------ pure helpers (tested)
+
+/** segment_anything ResizeLongestSide.get_preprocess_shape: [newH, newW]. */
+export function preprocessShape(h, w, longSide = LONG_SIDE) {
+  const scale = (longSide * 1.0) / Math.max(h, w);
+  const newh = h * scale;
+  const neww = w * scale;
+  return [Math.trunc(newh + 0.5), Math.trunc(neww + 0.5)];
+}
+
+/** ResizeLongestSide.apply_coords for full-image points [[x, y], ...] of an image of (h, w).
+ *  Float64 maths in the same order as numpy, then float32 as torch.as_tensor does. */
+export function applyCoords(points, h, w, longSide = LONG_SIDE) {
+  const [newh, neww] = preprocessShape(h, w, longSide);
+  const out = new Float32Array(points.length * 2);
+  points.forEach(([x, y], i) => {
+    out[2 * i] = x * (neww / w);
+    out[2 * i + 1] = y * (newh / h);
+  });
+  return out;
+}
+
+/** Full-image prompts -> the ONNX feed's point_coords / point_labels (SAM's ONNX example):
+ *  points with labels 1/0, then the box as two corners labelled 2 and 3, or a (0, 0) point
+ *  labelled -1 when there is no box. */
+export function promptFeed(prompts, fullW, fullH) {
+  const pts = (prompts.points || []).map((p) => [p[0], p[1]]);
+  const labels = (prompts.points || []).map((p) => p[2]);
+  if (prompts.box) {
+    const [x1, y1, x2, y2] = prompts.box;
+    pts.push([x1, y1], [x2, y2]);
+    labels.push(2, 3);
+  }
+  const coords = applyCoords(pts, fullH, fullW);
+  const n = pts.length + (prompts.box ? 0 : 1);
+  const c = new Float32Array(n * 2);
+  c.set(coords);
+  const l = new Float32Array(n);
+  l.set(labels);
+  if (!prompts.box) l[n - 1] = -1;
+  return { coords: c, labels: l, n };
+}
+
+let HALF_TABLE = null;
+/** IEEE half -> float32 for every uint16 (built once). */
+function halfTable() {
+  if (HALF_TABLE) return HALF_TABLE;
+  HALF_TABLE = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const f = h & 0x3ff;
+    let v;
+    if (e === 0) v = s * Math.pow(2, -14) * (f / 1024);
+    else if (e === 31) v = f ? NaN : s * Infinity;
+    else v = s * Math.pow(2, e - 15) * (1 + f / 1024);
+    HALF_TABLE[h] = v;
+  }
+  return HALF_TABLE;
+}
+
+/** Parse an embedding file: "SAMEMB01", uint32 LE header length, JSON header, padding to 8,
+ *  fp16 little-endian (1, 256, 64, 64). Returns {header, data: Float32Array}. */
+export function parseEmbedding(buffer) {
+  const bytes = new Uint8Array(buffer);
+  const magic = new TextDecoder().decode(bytes.subarray(0, 8));
+  if (magic !== EMB_MAGIC) throw new Error("not a SAM Studio embedding file");
+  const hlen = new DataView(buffer).getUint32(8, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + hlen)));
+  const offset = header.data_offset;
+  const count = EMB_SHAPE.reduce((a, b) => a * b, 1);
+  if (buffer.byteLength !== offset + 2 * count) throw new Error("embedding file has the wrong size");
+  const halves = new Uint16Array(buffer, offset, count);
+  const table = halfTable();
+  const data = new Float32Array(count);
+  for (let i = 0; i < count; i++) data[i] = table[halves[i]];
+  return { header, data };
+}
+
+/** Gradio's own click -> natural-image pixel mapping (gradio 6.31's Image select handler):
+ *  the image is shown with object-fit: scale-down (never upscaled), centred in the <img> box. */
+export function imagePixel(img, clientX, clientY) {
+  const rect = img.getBoundingClientRect();
+  const r = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight, 1);
+  const ox = (rect.width - img.naturalWidth * r) / 2;
+  const oy = (rect.height - img.naturalHeight * r) / 2;
+  const x = Math.round((clientX - rect.left - ox) / r);
+  const y = Math.round((clientY - rect.top - oy) / r);
+  if (x < 0 || x >= img.naturalWidth || y < 0 || y >= img.naturalHeight) return null;
+  return [x, y];
+}
+
+/** Preview pixel -> full-image pixel, as the server's SessionState.click (clamped, 0.1 px). */
+export function toFull(px, py, scale, fullW, fullH) {
+  const r = (v) => Math.round(v * 10) / 10;
+  return [r(Math.min(Math.max(px / scale, 0), fullW)), r(Math.min(Math.max(py / scale, 0), fullH))];
+}
+
+// ------------------------------------------------------------------ the widget
+
+class BrowserDecoder {
+  constructor(element, trigger, props, watch) {
+    this.element = element;
+    this.trigger = trigger;
+    this.props = props;
+    this.sync = null;
+    this.ort = null;
+    this.session = null; // {modelId, url, session}
+    this.emb = null; // {modelId, imageKey, url, data, tensor}
+    this.active = false; // the browser path draws clicks
+    this.loading = false; // a decoder or an embedding is on its way: clicks wait for it
+    this.failed = null; // why the browser path is off for this page (said once)
+    this.failedPath = null; // the "Decode clicks" setting when it failed: changing it tries again
+    this.announced = false;
+    this.prompts = { points: [], box: null };
+    this.pending = null; // first box corner, full px
+    this.cands = null; // last decode: {idx: [...], scores, masks, lowRes, w, h}
+    this.chosen = 0;
+    this.queue = Promise.resolve(); // onnxruntime-web runs one at a time
+    this.clickSeq = 0;
+    this.hover = { pending: null, busy: false, frames: 0, started: 0, last: null };
+    this.stats = { clicks: [], hoverFrames: 0, decoderLoadMs: null, embeddings: [], refused: 0 };
+    this.host = null;
+    window.samStudio = this; // for tests and the benchmark
+    watch("value", () => this.onSync());
+    this.onSync();
+  }
+
+  // --------------------------------------------------------------- sync from the server
+  parse() {
+    try {
+      return this.props.value ? JSON.parse(this.props.value) : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  async onSync() {
+    const s = this.parse();
+    if (!s) return;
+    const prev = this.sync;
+    this.sync = s;
+    this.ensureHost();
+    if (this.failed) {
+      if (s.path === this.failedPath) return; // said once; the server path stays
+      this.failed = null; // the visitor changed "Decode clicks": try again
+    }
+    if (s.path === "server") return this.deactivate(s.path_reason ? `Clicks are decoded on the server: ${s.path_reason}.` : "");
+    if (typeof WebAssembly !== "object") return this.fail("this browser has no WebAssembly");
+    this.loading = true;
+    try {
+      await this.ensureDecoder(s);
+      if (s.image_key) await this.ensureEmbedding(s);
+    } catch (err) {
+      return this.fail(String(err && err.message ? err.message : err));
+    } finally {
+      this.loading = false;
+    }
+    if (this.sync !== s) return; // a newer sync arrived meanwhile: it takes over
+    if (!s.image_key) {
+      this.clearDrawing();
+      return;
+    }
+    if (!this.matches()) return; // an embedding of another model or image is refused, never shown
+    if (!this.active) {
+      this.active = true;
+      this.failed = null;
+      document.body.classList.add("sam-browser-decoder");
+      this.trigger("submit", { kind: "ready", threads: this.threads, load_ms: this.stats.decoderLoadMs });
+      if (!this.announced) {
+        this.announced = true;
+        this.say(`Clicks are decoded in this browser (onnxruntime-web, ${this.threads} thread${this.threads > 1 ? "s" : ""}).`);
+      }
+    }
+    // Server-side changes (undo, table edits, examples, settings, model) arrive as prompts.
+    const same =
+      prev &&
+      this.cands &&
+      prev.image_key === s.image_key &&
+      prev.model_id === s.model_id &&
+      prev.multimask === s.multimask &&
+      JSON.stringify(s.prompts) === JSON.stringify(this.prompts);
+    this.pending = s.pending_corner;
+    if (same) {
+      this.chosen = Math.min(s.chosen, this.cands.idx.length - 1);
+      this.draw();
+      return;
+    }
+    this.prompts = s.prompts;
+    if (!s.prompts.points.length && !s.prompts.box) {
+      this.cands = null;
+      this.draw();
+      return;
+    }
+    const seq = ++this.clickSeq;
+    const out = await this.decode(this.prompts, s.refine ? this.prevLowRes() : null);
+    if (!out || seq !== this.clickSeq) return;
+    this.cands = out;
+    this.chosen = Math.min(s.chosen, out.idx.length - 1);
+    this.draw();
+  }
+
+  /** The candidate strip and the note, placed above the server's gallery (made once). */
+  ensureHost() {
+    if (this.host && document.body.contains(this.host)) return;
+    this.host = document.querySelector("#browser-candidates");
+    if (!this.host) {
+      const gallery = document.querySelector("#candidates");
+      if (!gallery || !gallery.parentElement) return;
+      this.host = document.createElement("div");
+      this.host.id = "browser-candidates";
+      gallery.parentElement.insertBefore(this.host, gallery);
+    }
+    this.host.innerHTML =
+      '<div class="bd-note" data-role="note"></div><div class="bd-strip" data-role="strip"></div>';
+  }
+
+  say(text) {
+    const note = this.host && this.host.querySelector('[data-role="note"]');
+    if (note) note.textContent = text;
+  }
+
+  /** The browser path cannot work on this page: say so once, and hand clicks to the server. */
+  fail(reason) {
+    if (this.failed) return;
+    this.failed = reason;
+    this.failedPath = this.sync ? this.sync.path : null;
+    this.deactivate(`Browser decoder unavailable (${reason}): clicks go to the server.`);
+    this.trigger("submit", { kind: "failed", reason });
+  }
+
+  deactivate(note) {
+    this.active = false;
+    document.body.classList.remove("sam-browser-decoder");
+    this.clearDrawing();
+    this.say(note || "");
+  }
+
+  // --------------------------------------------------------------- loading
+  async ensureDecoder(s) {
+    if (this.session && this.session.url === s.decoder_url) return;
+    if (!s.decoder_url) throw new Error(s.decoder_error || "no decoder file for this model");
+    const t0 = performance.now();
+    if (!this.ort) {
+      this.ort = await import(new URL(s.ort_url + "ort.wasm.min.mjs", document.baseURI).href);
+      this.ort.env.wasm.wasmPaths = new URL(s.ort_url, document.baseURI).href;
+      const cores = navigator.hardwareConcurrency || 1;
+      this.threads = self.crossOriginIsolated ? Math.max(1, Math.min(4, cores)) : 1;
+      this.ort.env.wasm.numThreads = this.threads;
+    }
+    const session = await this.ort.InferenceSession.create(new URL(s.decoder_url, document.baseURI).href, {
+      executionProviders: ["wasm"],
+      graphOptimizationLevel: "all",
+    });
+    this.session = { url: s.decoder_url, modelId: s.decoder_model_id, session };
+    this.stats.decoderLoadMs = performance.now() - t0;
+  }
+
+  async ensureEmbedding(s) {
+    if (this.emb && this.emb.url === s.embedding_url) return;
+    this.cands = null;
+    this.emb = null;
+    const t0 = performance.now();
+    const resp = await fetch(new URL(s.embedding_url, document.baseURI).href);
+    if (!resp.ok) throw new Error(`embedding download failed (HTTP ${resp.status})`);
+    const buf = await resp.arrayBuffer();
+    const { header, data } = parseEmbedding(buf);
+    const ms = performance.now() - t0;
+    this.stats.embeddings.push({ bytes: buf.byteLength, ms });
+    this.emb = {
+      url: s.embedding_url,
+      modelId: header.model_id,
+      imageKey: header.image_key,
+      tensor: new this.ort.Tensor("float32", data, EMB_SHAPE),
+    };
+  }
+
+  /** True when the embedding, the decoder and the page's image all belong to one model. */
+  matches() {
+    const s = this.sync;
+    if (!this.session || !this.emb || !s) return false;
+    const ok =
+      this.emb.modelId === s.model_id && this.session.modelId === s.model_id && this.emb.imageKey === s.image_key;
+    if (!ok) {
+      this.stats.refused++;
+      this.fail(
+        `refused a model mismatch: the embedding is for ${this.emb.modelId} (image ${this.emb.imageKey.slice(0, 8)}), ` +
+          `the decoder for ${this.session.modelId}, the page for ${s.model_id}; nothing was drawn`
+      );
+    }
+    return ok;
+  }
+
+  // --------------------------------------------------------------- decoding
+  prevLowRes() {
+    if (!this.cands) return null;
+    const i = this.cands.idx[this.chosen];
+    return this.cands.lowRes.subarray(i * LOW_RES * LOW_RES, (i + 1) * LOW_RES * LOW_RES);
+  }
+
+  /** Decode full-image prompts at the preview size; null when refused or failed. */
+  decode(prompts, maskInput, multimask) {
+    const s = this.sync;
+    const run = async () => {
+      if (!this.matches()) return null;
+      const ort = this.ort;
+      const [fw, fh] = s.full;
+      const [pw, ph] = s.preview;
+      const { coords, labels, n } = promptFeed(prompts, fw, fh);
+      const mask = new Float32Array(LOW_RES * LOW_RES);
+      if (maskInput) mask.set(maskInput);
+      const t0 = performance.now();
+      const out = await this.session.session.run({
+        image_embeddings: this.emb.tensor,
+        point_coords: new ort.Tensor("float32", coords, [1, n, 2]),
+        point_labels: new ort.Tensor("float32", labels, [1, n]),
+        mask_input: new ort.Tensor("float32", mask, [1, 1, LOW_RES, LOW_RES]),
+        has_mask_input: new ort.Tensor("float32", new Float32Array([maskInput ? 1 : 0]), [1]),
+        orig_im_size: new ort.Tensor("float32", new Float32Array([ph, pw]), [2]),
+      });
+      const mm = multimask === undefined ? s.multimask : multimask;
+      const idx = mm ? [1, 2, 3] : [0];
+      const scores = out.iou_predictions.data;
+      return {
+        idx,
+        scores: idx.map((i) => scores[i]),
+        masks: out.masks.data,
+        lowRes: out.low_res_masks.data,
+        w: out.masks.dims[3],
+        h: out.masks.dims[2],
+        ms: performance.now() - t0,
+      };
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => null);
+    return p.catch((err) => {
+      this.fail(String(err && err.message ? err.message : err));
+      return null;
+    });
+  }
+
+  best(cands) {
+    let b = 0;
+    cands.scores.forEach((v, i) => {
+      if (v > cands.scores[b]) b = i;
+    });
+    return b;
+  }
+
+  // --------------------------------------------------------------- events
+  mode() {
+    const checked = document.querySelector("#prompt-mode input:checked");
+    const label = checked ? checked.value : "";
+    return (this.sync && this.sync.modes && this.sync.modes[label]) || "fg";
+  }
+
+  canDraw() {
+    return Boolean(this.active && this.sync && this.sync.image_key && this.emb && this.session);
+  }
+
+  async onClick(ev, img) {
+    const t0 = ev.timeStamp || performance.now();
+    const s = this.sync;
+    const px = imagePixel(img, ev.clientX, ev.clientY);
+    if (!px) return;
+    const [fx, fy] = toFull(px[0], px[1], s.scale, s.full[0], s.full[1]);
+    const mode = this.mode();
+    this.clearHover();
+    let prompts;
+    if (mode === "box") {
+      if (!this.pending) {
+        this.pending = [fx, fy];
+        this.draw();
+        this.trigger("submit", { kind: "corner", corner: this.pending, image_key: s.image_key });
+        return;
+      }
+      const [ax, ay] = this.pending;
+      if (Math.abs(ax - fx) < 1 || Math.abs(ay - fy) < 1) {
+        this.say("The box needs two different corners; click the opposite corner.");
+        return;
+      }
+      const box = [Math.min(ax, fx), Math.min(ay, fy), Math.max(ax, fx), Math.max(ay, fy)];
+      prompts = { points: this.prompts.points, box };
+      this.pending = null;
+    } else {
+      prompts = { points: [...this.prompts.points, [fx, fy, mode === "bg" ? 0 : 1]], box: this.prompts.box };
+    }
+    const seq = ++this.clickSeq;
+    const t1 = performance.now();
+    const out = await this.decode(prompts, s.refine ? this.prevLowRes() : null);
+    if (!out || seq !== this.clickSeq) return;
+    this.prompts = prompts;
+    this.cands = out;
+    this.chosen = this.best(out);
+    const t2 = performance.now();
+    this.draw();
+    const drawn = performance.now();
+    this.stats.clicks.push({
+      decode_ms: out.ms, // onnxruntime-web's run
+      wait_ms: t2 - t1 - out.ms, // queued behind a hover decode, tensors in and out
+      draw_ms: drawn - t2, // overlay + candidate strip
+      click_to_drawn_ms: drawn - t0, // from the click event to the canvases painted
+    });
+    this.report(out.ms);
+  }
+
+  report(decodeMs) {
+    this.trigger("submit", {
+      kind: "decoded",
+      image_key: this.sync.image_key,
+      model_id: this.sync.model_id,
+      prompts: this.prompts,
+      chosen: this.chosen,
+      scores: this.cands ? this.cands.scores : [],
+      decode_ms: decodeMs,
+    });
+  }
+
+  choose(i) {
+    if (!this.cands || i < 0 || i >= this.cands.idx.length || i === this.chosen) return;
+    this.chosen = i;
+    this.draw();
+    this.trigger("submit", { kind: "choose", chosen: i, image_key: this.sync.image_key });
+  }
+
+  onMove(ev, img) {
+    if (!this.canDraw() || this.mode() !== "fg" || this.pending) return;
+    const px = imagePixel(img, ev.clientX, ev.clientY);
+    if (!px) return;
+    this.hover.pending = toFull(px[0], px[1], this.sync.scale, this.sync.full[0], this.sync.full[1]);
+    if (!this.hover.busy) this.pumpHover();
+  }
+
+  /** Decode the latest pointer position only: frames are dropped, never queued. */
+  async pumpHover() {
+    this.hover.busy = true;
+    if (!this.hover.started) this.hover.started = performance.now();
+    while (this.hover.pending) {
+      const [x, y] = this.hover.pending;
+      this.hover.pending = null;
+      const seq = this.clickSeq;
+      const prompts = { points: [...this.prompts.points, [x, y, 1]], box: this.prompts.box };
+      const out = await this.decode(prompts, null, false);
+      if (!out || seq !== this.clickSeq || !this.hover.busy) break;
+      this.hover.last = out;
+      this.stats.hoverFrames++;
+      this.draw();
+    }
+    this.hover.busy = false;
+  }
+
+  clearHover() {
+    this.hover.pending = null;
+    this.hover.busy = false;
+    if (this.hover.last) {
+      this.hover.last = null;
+      this.draw();
+    }
+  }
+
+  // --------------------------------------------------------------- drawing
+  overlay(img) {
+    let canvas = document.querySelector("#bd-overlay");
+    const parent = img.parentElement;
+    if (!canvas || canvas.parentElement !== parent) {
+      if (canvas) canvas.remove();
+      canvas = document.createElement("canvas");
+      canvas.id = "bd-overlay";
+      canvas.style.position = "absolute";
+      canvas.style.pointerEvents = "none";
+      if (getComputedStyle(parent).position === "static") parent.style.position = "relative";
+      parent.appendChild(canvas);
+    }
+    // The displayed image box (object-fit: scale-down inside the img element), in parent px.
+    const r = img.getBoundingClientRect();
+    const pr = parent.getBoundingClientRect();
+    const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1); // scale-down
+    const dw = img.naturalWidth * s;
+    const dh = img.naturalHeight * s;
+    canvas.style.left = `${r.left - pr.left + (r.width - dw) / 2}px`;
+    canvas.style.top = `${r.top - pr.top + (r.height - dh) / 2}px`;
+    canvas.style.width = `${dw}px`;
+    canvas.style.height = `${dh}px`;
+    return canvas;
+  }
+
+  clearDrawing() {
+    const c = document.querySelector("#bd-overlay");
+    if (c) c.getContext("2d").clearRect(0, 0, c.width, c.height);
+    const strip = this.host && this.host.querySelector('[data-role="strip"]');
+    if (strip) strip.innerHTML = "";
+  }
+
+  color(i) {
+    const pal = (this.sync && this.sync.palette) || [[30, 144, 255]];
+    return pal[i % pal.length];
+  }
+
+  /** Paint mask i of a decode (logits > threshold) into an RGBA buffer with an outline. */
+  paint(rgba, cands, i, color, alpha) {
+    const { w, h } = cands;
+    const thr = this.sync.threshold;
+    const m = cands.masks;
+    const off = cands.idx[i] * w * h;
+    const a = Math.round(255 * alpha);
+    const [cr, cg, cb] = color;
+    let area = 0;
+    for (let y = 0; y < h; y++) {
+      const row = off + y * w;
+      for (let x = 0; x < w; x++) {
+        if (m[row + x] <= thr) continue;
+        area++;
+        const edge =
+          x === 0 || y === 0 || x === w - 1 || y === h - 1 ||
+          m[row + x - 1] <= thr || m[row + x + 1] <= thr || m[row + x - w] <= thr || m[row + x + w] <= thr;
+        const k = 4 * (y * w + x);
+        rgba[k] = edge ? 255 : cr;
+        rgba[k + 1] = edge ? 255 : cg;
+        rgba[k + 2] = edge ? 255 : cb;
+        rgba[k + 3] = edge ? 255 : a;
+      }
+    }
+    return area;
+  }
+
+  draw() {
+    const img = document.querySelector("#input-image img");
+    if (!img || !img.naturalWidth || !this.sync) return;
+    const canvas = this.overlay(img);
+    const [pw, ph] = this.sync.preview;
+    if (canvas.width !== pw || canvas.height !== ph) {
+      canvas.width = pw;
+      canvas.height = ph;
+    }
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(pw, ph);
+    const areas = [];
+    if (this.cands && this.cands.w === pw && this.cands.h === ph) {
+      const c = this.color(this.chosen);
+      areas[this.chosen] = this.paint(image.data, this.cands, this.chosen, c, this.sync.alpha);
+    }
+    if (this.hover.last && this.hover.last.w === pw) this.paint(image.data, this.hover.last, 0, [255, 255, 255], HOVER_ALPHA);
+    ctx.putImageData(image, 0, 0);
+    this.drawPrompts(ctx);
+    canvas.dataset.rev = String((Number(canvas.dataset.rev) || 0) + 1);
+    canvas.dataset.chosen = String(this.chosen);
+    this.drawStrip(img, areas);
+  }
+
+  drawPrompts(ctx) {
+    const s = this.sync;
+    const k = s.scale;
+    const r = Math.max(4, Math.round(Math.max(s.preview[0], s.preview[1]) / 150));
+    ctx.lineWidth = Math.max(2, r / 3);
+    if (this.prompts.box) {
+      const [x1, y1, x2, y2] = this.prompts.box;
+      ctx.strokeStyle = "rgb(255,215,0)";
+      ctx.strokeRect(x1 * k, y1 * k, (x2 - x1) * k, (y2 - y1) * k);
+    }
+    for (const [x, y, l] of this.prompts.points) {
+      ctx.beginPath();
+      ctx.arc(x * k, y * k, r, 0, 2 * Math.PI);
+      ctx.fillStyle = l ? "rgb(46,204,64)" : "rgb(255,65,54)";
+      ctx.fill();
+      ctx.strokeStyle = "white";
+      ctx.stroke();
+    }
+    if (this.pending) {
+      const [x, y] = this.pending;
+      ctx.strokeStyle = "rgb(255,215,0)";
+      ctx.beginPath();
+      ctx.moveTo(x * k - 2 * r, y * k);
+      ctx.lineTo(x * k + 2 * r, y * k);
+      ctx.moveTo(x * k, y * k - 2 * r);
+      ctx.lineTo(x * k, y * k + 2 * r);
+      ctx.stroke();
+    }
+  }
+
+  drawStrip(img, areas) {
+    this.ensureHost();
+    const strip = this.host && this.host.querySelector('[data-role="strip"]');
+    if (!strip) return;
+    strip.innerHTML = "";
+    const c = this.cands;
+    if (!c) return;
+    const tw = 200;
+    const th = Math.max(1, Math.round((tw * c.h) / c.w));
+    c.idx.forEach((_, i) => {
+      const fig = document.createElement("figure");
+      fig.className = "bd-cand" + (i === this.chosen ? " bd-chosen" : "");
+      fig.dataset.index = String(i);
+      const cv = document.createElement("canvas");
+      cv.width = tw;
+      cv.height = th;
+      const ctx = cv.getContext("2d");
+      ctx.drawImage(img, 0, 0, tw, th);
+      const over = ctx.getImageData(0, 0, tw, th);
+      const off = c.idx[i] * c.w * c.h;
+      const thr = this.sync.threshold;
+      const [cr, cg, cb] = this.color(i);
+      let inside = 0;
+      for (let y = 0; y < th; y++) {
+        const sy = Math.min(c.h - 1, Math.floor(((y + 0.5) * c.h) / th));
+        for (let x = 0; x < tw; x++) {
+          const sx = Math.min(c.w - 1, Math.floor(((x + 0.5) * c.w) / tw));
+          if (c.masks[off + sy * c.w + sx] > thr) {
+            inside++;
+            const k = 4 * (y * tw + x);
+            over.data[k] = (over.data[k] + cr) >> 1;
+            over.data[k + 1] = (over.data[k + 1] + cg) >> 1;
+            over.data[k + 2] = (over.data[k + 2] + cb) >> 1;
+          }
+        }
+      }
+      ctx.putImageData(over, 0, 0);
+      const pct = areas[i] !== undefined ? (100 * areas[i]) / (c.w * c.h) : (100 * inside) / (tw * th);
+      const cap = document.createElement("figcaption");
+      cap.textContent = `mask ${i + 1} · score ${c.scores[i].toFixed(3)} · ${pct.toFixed(1)} %`;
+      fig.append(cv, cap);
+      fig.addEventListener("click", () => this.choose(i));
+      strip.appendChild(fig);
+    });
+  }
+}
+
+/** Wire the decoder to the page (called from the gr.HTML component's js_on_load). */
+export function attach(element, trigger, props, watch) {
+  const bd = new BrowserDecoder(element, trigger, props, watch);
+  const root = () => document.querySelector("#input-image");
+  // Capture phase on the document: runs before Gradio's own click handler on the <img>.
+  document.addEventListener(
+    "click",
+    (ev) => {
+      const r = root();
+      if (!r || !bd.active || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
+      ev.stopPropagation();
+      ev.preventDefault();
+      if (bd.loading || !bd.canDraw()) {
+        bd.say("Loading the decoder / the image embedding… click again in a moment.");
+        return;
+      }
+      bd.onClick(ev, ev.target);
+    },
+    true
+  );
+  document.addEventListener(
+    "pointermove",
+    (ev) => {
+      const r = root();
+      if (!r || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
+      bd.onMove(ev, ev.target);
+    },
+    true
+  );
+  document.addEventListener(
+    "pointerout",
+    (ev) => {
+      if (ev.target.tagName === "IMG" && root() && root().contains(ev.target)) bd.clearHover();
+    },
+    true
+  );
+  // A new input image (the server re-rendered it): redraw on top of it once it has loaded.
+  document.addEventListener(
+    "load",
+    (ev) => {
+      const r = root();
+      if (bd.canDraw() && ev.target.tagName === "IMG" && r && r.contains(ev.target)) bd.draw();
+    },
+    true
+  );
+  window.addEventListener("resize", () => bd.canDraw() && bd.draw());
+  return bd;
+}
