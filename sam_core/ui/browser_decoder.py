@@ -5,8 +5,10 @@ The page runs SAM's prompt encoder + mask decoder with onnxruntime-web
 
 * the files it fetches, served through Gradio's static paths: the vendored onnxruntime-web
   (``static/ort/``), the model's decoder as ONNX (exported and verified once per weights, see
-  :mod:`sam_core.model.onnx_decoder`), and one fp16 embedding file per image and model
-  (:mod:`sam_core.model.browser_embedding`), written once and shared by every visitor;
+  :mod:`sam_core.model.onnx_decoder`; the page gets that graph pruned to the scores and the
+  256x256 logits, and upsamples the logits it draws itself, at the preview size), and one fp16
+  embedding file per image and model (:mod:`sam_core.model.browser_embedding`), written once and
+  shared by every visitor;
 * the *sync value*: a small JSON document (URLs, sizes, prompts, settings) that every Segment
   event sends to a hidden ``gr.HTML`` component, whose ``js_on_load`` starts the decoder;
 * the events the page sends back (``submit`` with a ``kind``): ``ready`` / ``failed`` (the
@@ -32,6 +34,7 @@ from sam_core.app.studio import ImageEntry, Studio
 from sam_core.core.files import write_atomic
 from sam_core.core.render import PALETTE
 from sam_core.model import browser_embedding
+from sam_core.model.onnx_decoder import low_res_graph
 from sam_core.model.segmenter import Segmenter
 from sam_core.ui.web_assets import ORT_DIR, STATIC_DIR, file_url, register_static
 
@@ -65,16 +68,25 @@ class BrowserAssets:
         register_static(STATIC_DIR, self.dir)
 
     # -------------------------------------------------------------- decoder files
-    def decoder(self, seg: Segmenter) -> tuple[Any, str | None]:
-        """(DecoderFiles, None), or (None, why not). Exported once per weights, then cached."""
+    def decoder(self, seg: Segmenter) -> tuple[dict[str, Any] | None, str | None]:
+        """({"model_id", "fp32", "quantized"}: the served low-res graphs, None), or (None, why not).
+
+        The decoder files are exported and verified once per weights (then cached on disk); the
+        page gets them pruned to ``iou_predictions`` + ``low_res_masks``, written here once per process.
+        """
         key = browser_embedding.model_id(seg.model_type, seg.weights_id)
         with self._lock:
             known = self._decoders.get(key)
         if known is None:
             t0 = time.perf_counter()
             try:
-                known = seg.decoder_files()
-                register_static(known.fp32.parent)
+                files = seg.decoder_files()
+                known = {"model_id": files.model_id}
+                for kind, path in (("fp32", files.fp32), ("quantized", files.quantized)):
+                    served = self.dir / f"{path.name.removesuffix('.onnx')}.lowres.onnx"
+                    if not served.exists():
+                        write_atomic(served, low_res_graph(path.read_bytes()))
+                    known[kind] = served
                 log.info("browser decoder for %s ready in %.1f s", key, time.perf_counter() - t0)
             except Exception as err:  # the server path still works
                 log.exception("no browser decoder for %s", key)
@@ -139,8 +151,8 @@ class BrowserAssets:
         if files is None:
             out["decoder_error"] = error
             return json.dumps(out)
-        out["decoder_url"] = file_url(files.quantized if s.browser_model == "quantized" else files.fp32)
-        out["decoder_model_id"] = files.model_id
+        out["decoder_url"] = file_url(files["quantized" if s.browser_model == "quantized" else "fp32"])
+        out["decoder_model_id"] = files["model_id"]
         out["model_id"] = browser_embedding.model_id(seg.model_type, seg.weights_id)
         if not state.has_image:
             return json.dumps(out)

@@ -256,3 +256,32 @@ def test_server_setting_forces_the_server_path(browser, decoder_server):
     page.wait_for_function("() => !window.samStudio.active", timeout=30_000)
     _assert_server_path_works(page)
     assert studio(page, "s.failed") is None  # a choice, not a failure
+
+
+def test_preview_upsampling_equals_sam_postprocess(browser, decoder_server):
+    """The page's separable upsampling of the 256x256 logits equals upsample_logits (torch)."""
+    import torch
+    import torch.nn.functional as F
+
+    from sam_core.core.sizes import ImageSize
+    from sam_core.model.results import upsample_logits
+
+    page = open_page(browser, decoder_server)
+    rng = np.random.default_rng(1)
+    small = rng.normal(size=(1, 1, 16, 16)).astype(np.float32)  # smooth logits, like a real mask's
+    logits = F.interpolate(torch.from_numpy(small), (256, 256), mode="bilinear")[0, 0].numpy() * 8
+    for full, preview in [((5472, 3648), (1536, 1024)), ((600, 400), (600, 400)), ((1000, 333), (1000, 333))]:
+        inp = ResizeLongestSide.get_preprocess_shape(full[1], full[0], 1024)  # (h, w)
+        got = page.evaluate(
+            """async ([url, logits, inW, inH, w, h]) => {
+                const m = await import(new URL(url, document.baseURI).href);
+                const r = m.upsampleMask(new Float32Array(logits), 0, inW, inH, w, h, 0.0);
+                return {mask: Array.from(r.mask), area: r.area};
+            }""",
+            [file_url(MODULE), logits.ravel().tolist(), inp[1], inp[0], *preview],
+        )
+        mask = np.array(got["mask"], bool).reshape(preview[1], preview[0])
+        want = upsample_logits(logits[None], ImageSize(inp[1], inp[0]), ImageSize(*preview))[0]
+        differ = int((mask != want).sum())
+        assert got["area"] == int(mask.sum())
+        assert differ <= 0.0001 * mask.size, (full, differ)  # float32 sums in another order: a few edge pixels

@@ -10,7 +10,12 @@
 // Frames: prompts are full-image pixels (x right, y down); the page shows the preview (scale =
 // preview px / full px); the decoder takes coordinates in SAM's 1024-long-side input frame,
 // mapped exactly as segment_anything's ResizeLongestSide.apply_coords (tested against it).
-// Sizes in the sync value are [width, height]; ONNX's orig_im_size is [height, width].
+// Sizes in the sync value are [width, height].
+//
+// The page runs the decoder graph pruned to its scores and 256x256 low-res logits (the server
+// serves it; no 1024x1024 upsampling of four masks inside WASM) and upsamples the logits it
+// draws itself, at the preview size: the same two bilinear steps as Sam.postprocess_masks
+// (256 -> 1024, crop to the resized image, -> preview), done separably (upsampleTaps).
 
 const LONG_SIDE = 1024;
 const LOW_RES = 256;
@@ -116,6 +121,76 @@ export function toFull(px, py, scale, fullW, fullH) {
   return [r(Math.min(Math.max(px / scale, 0), fullW)), r(Math.min(Math.max(py / scale, 0), fullH))];
 }
 
+/** Per-output-pixel taps of SAM's two bilinear steps along one axis: 256 -> 1024 (torch
+ *  interpolate, align_corners=False), keep [0, inputLen), then -> outLen. Returns {idx, w}
+ *  with 4 taps per output pixel (indices into the 256 axis, weights summing to 1). */
+export function upsampleTaps(inputLen, outLen) {
+  const idx = new Int32Array(outLen * 4);
+  const w = new Float32Array(outLen * 4);
+  const lin = (dst, scale, n) => {
+    const src = Math.max(scale * (dst + 0.5) - 0.5, 0);
+    const i0 = Math.min(Math.floor(src), n - 1);
+    const i1 = Math.min(i0 + 1, n - 1);
+    const l1 = src - i0;
+    return [i0, i1, 1 - l1, l1];
+  };
+  for (let o = 0; o < outLen; o++) {
+    const [j0, j1, a0, a1] = lin(o, inputLen / outLen, inputLen); // preview -> cropped 1024 frame
+    const [p0, p1, b0, b1] = lin(j0, LOW_RES / LONG_SIDE, LOW_RES); // 1024 frame -> 256
+    const [q0, q1, c0, c1] = lin(j1, LOW_RES / LONG_SIDE, LOW_RES);
+    idx.set([p0, p1, q0, q1], 4 * o);
+    w.set([a0 * b0, a0 * b1, a1 * c0, a1 * c1], 4 * o);
+  }
+  return { idx, w };
+}
+
+const TAPS = new Map();
+function taps(inputLen, outLen) {
+  const key = `${inputLen}:${outLen}`;
+  if (!TAPS.has(key)) TAPS.set(key, upsampleTaps(inputLen, outLen));
+  return TAPS.get(key);
+}
+
+/** Logits (offset into a (N, 256, 256) array) -> (outH, outW) 0/1 mask of logits > thr, upsampled
+ *  like Sam.postprocess_masks for an image whose 1024-frame size is (inH, inW). Returns
+ *  {mask: Uint8Array, area}. */
+export function upsampleMask(logits, offset, inW, inH, outW, outH, thr) {
+  const tx = taps(inW, outW);
+  const ty = taps(inH, outH);
+  const rows = new Map(); // low-res row -> that row resampled to outW
+  const row = (r) => {
+    let out = rows.get(r);
+    if (out) return out;
+    out = new Float32Array(outW);
+    const base = offset + r * LOW_RES;
+    for (let x = 0; x < outW; x++) {
+      const k = 4 * x;
+      out[x] =
+        tx.w[k] * logits[base + tx.idx[k]] +
+        tx.w[k + 1] * logits[base + tx.idx[k + 1]] +
+        tx.w[k + 2] * logits[base + tx.idx[k + 2]] +
+        tx.w[k + 3] * logits[base + tx.idx[k + 3]];
+    }
+    rows.set(r, out);
+    return out;
+  };
+  const mask = new Uint8Array(outW * outH);
+  let area = 0;
+  for (let y = 0; y < outH; y++) {
+    const k = 4 * y;
+    const r0 = row(ty.idx[k]), r1 = row(ty.idx[k + 1]), r2 = row(ty.idx[k + 2]), r3 = row(ty.idx[k + 3]);
+    const w0 = ty.w[k], w1 = ty.w[k + 1], w2 = ty.w[k + 2], w3 = ty.w[k + 3];
+    const o = y * outW;
+    for (let x = 0; x < outW; x++) {
+      if (w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x] > thr) {
+        mask[o + x] = 1;
+        area++;
+      }
+    }
+  }
+  return { mask, area };
+}
+
 // ------------------------------------------------------------------ the widget
 
 class BrowserDecoder {
@@ -138,7 +213,7 @@ class BrowserDecoder {
     this.chosen = 0;
     this.queue = Promise.resolve(); // onnxruntime-web runs one at a time
     this.clickSeq = 0;
-    this.hover = { pending: null, busy: false, frames: 0, started: 0, last: null };
+    this.hover = { pending: null, busy: false, inflight: null, started: 0, last: null };
     this.stats = { clicks: [], hoverFrames: 0, decoderLoadMs: null, embeddings: [], refused: 0 };
     this.host = null;
     window.samStudio = this; // for tests and the benchmark
@@ -267,6 +342,8 @@ class BrowserDecoder {
       const cores = navigator.hardwareConcurrency || 1;
       this.threads = self.crossOriginIsolated ? Math.max(1, Math.min(4, cores)) : 1;
       this.ort.env.wasm.numThreads = this.threads;
+      // Inference in a worker: the page keeps handling the pointer (hover) while a decode runs.
+      this.ort.env.wasm.proxy = s.proxy !== false;
     }
     const session = await this.ort.InferenceSession.create(new URL(s.decoder_url, document.baseURI).href, {
       executionProviders: ["wasm"],
@@ -291,7 +368,7 @@ class BrowserDecoder {
       url: s.embedding_url,
       modelId: header.model_id,
       imageKey: header.image_key,
-      tensor: new this.ort.Tensor("float32", data, EMB_SHAPE),
+      data,
     };
   }
 
@@ -325,29 +402,29 @@ class BrowserDecoder {
       if (!this.matches()) return null;
       const ort = this.ort;
       const [fw, fh] = s.full;
-      const [pw, ph] = s.preview;
       const { coords, labels, n } = promptFeed(prompts, fw, fh);
       const mask = new Float32Array(LOW_RES * LOW_RES);
       if (maskInput) mask.set(maskInput);
       const t0 = performance.now();
       const out = await this.session.session.run({
-        image_embeddings: this.emb.tensor,
+        // A copy per run (~1 ms): the proxy worker takes the buffers it is sent.
+        image_embeddings: new ort.Tensor("float32", this.emb.data.slice(), EMB_SHAPE),
         point_coords: new ort.Tensor("float32", coords, [1, n, 2]),
         point_labels: new ort.Tensor("float32", labels, [1, n]),
         mask_input: new ort.Tensor("float32", mask, [1, 1, LOW_RES, LOW_RES]),
         has_mask_input: new ort.Tensor("float32", new Float32Array([maskInput ? 1 : 0]), [1]),
-        orig_im_size: new ort.Tensor("float32", new Float32Array([ph, pw]), [2]),
       });
       const mm = multimask === undefined ? s.multimask : multimask;
       const idx = mm ? [1, 2, 3] : [0];
       const scores = out.iou_predictions.data;
       return {
         idx,
+        prompts: JSON.stringify(prompts),
+        allScores: Array.from(scores), // all four mask tokens: a click can reuse a hover's decode
         scores: idx.map((i) => scores[i]),
-        masks: out.masks.data,
         lowRes: out.low_res_masks.data,
-        w: out.masks.dims[3],
-        h: out.masks.dims[2],
+        key: `${s.image_key}:${s.model_id}`,
+        preview: {}, // candidate -> {mask, area} at the preview size, made when drawn
         ms: performance.now() - t0,
       };
     };
@@ -385,9 +462,9 @@ class BrowserDecoder {
     if (!px) return;
     const [fx, fy] = toFull(px[0], px[1], s.scale, s.full[0], s.full[1]);
     const mode = this.mode();
-    this.clearHover();
     let prompts;
     if (mode === "box") {
+      this.clearHover();
       if (!this.pending) {
         this.pending = [fx, fy];
         this.draw();
@@ -407,7 +484,21 @@ class BrowserDecoder {
     }
     const seq = ++this.clickSeq;
     const t1 = performance.now();
-    const out = await this.decode(prompts, s.refine ? this.prevLowRes() : null);
+    let out = null;
+    const h = this.hover;
+    const key = JSON.stringify(prompts);
+    let reused = false;
+    if (!s.refine && (h.inflight || h.last)) {
+      // The pointer already hovered here: that decode (in flight or done) is this click's.
+      const cand = h.inflight && h.inflight.key === key ? await h.inflight.promise : h.last;
+      if (cand && cand.prompts === key && cand.key === `${s.image_key}:${s.model_id}`) {
+        const idx = s.multimask ? [1, 2, 3] : [0];
+        out = { ...cand, idx, scores: idx.map((i) => cand.allScores[i]), preview: {} };
+        reused = true;
+      }
+    }
+    this.clearHover();
+    if (!out) out = await this.decode(prompts, s.refine ? this.prevLowRes() : null);
     if (!out || seq !== this.clickSeq) return;
     this.prompts = prompts;
     this.cands = out;
@@ -417,7 +508,8 @@ class BrowserDecoder {
     const drawn = performance.now();
     this.stats.clicks.push({
       decode_ms: out.ms, // onnxruntime-web's run
-      wait_ms: t2 - t1 - out.ms, // queued behind a hover decode, tensors in and out
+      reused_hover: reused, // the hover decode of this very point was used
+      wait_ms: reused ? t2 - t1 : t2 - t1 - out.ms, // waiting for a hover decode; tensors in and out
       draw_ms: drawn - t2, // overlay + candidate strip
       click_to_drawn_ms: drawn - t0, // from the click event to the canvases painted
     });
@@ -460,7 +552,10 @@ class BrowserDecoder {
       this.hover.pending = null;
       const seq = this.clickSeq;
       const prompts = { points: [...this.prompts.points, [x, y, 1]], box: this.prompts.box };
-      const out = await this.decode(prompts, null, false);
+      const promise = this.decode(prompts, null, false);
+      this.hover.inflight = { key: JSON.stringify(prompts), promise };
+      const out = await promise;
+      this.hover.inflight = null;
       if (!out || seq !== this.clickSeq || !this.hover.busy) break;
       this.hover.last = out;
       this.stats.hoverFrames++;
@@ -472,6 +567,7 @@ class BrowserDecoder {
   clearHover() {
     this.hover.pending = null;
     this.hover.busy = false;
+    this.hover.inflight = null;
     if (this.hover.last) {
       this.hover.last = null;
       this.draw();
@@ -516,23 +612,32 @@ class BrowserDecoder {
     return pal[i % pal.length];
   }
 
-  /** Paint mask i of a decode (logits > threshold) into an RGBA buffer with an outline. */
+  /** Candidate i of a decode as a 0/1 mask at the preview size (made once per threshold). */
+  previewMask(cands, i) {
+    const s = this.sync;
+    const key = `${i}:${s.threshold}`;
+    if (!cands.preview[key]) {
+      const [fw, fh] = s.full;
+      const [inH, inW] = preprocessShape(fh, fw);
+      const [pw, ph] = s.preview;
+      cands.preview[key] = upsampleMask(cands.lowRes, cands.idx[i] * LOW_RES * LOW_RES, inW, inH, pw, ph, s.threshold);
+    }
+    return cands.preview[key];
+  }
+
+  /** Paint candidate i of a decode into an RGBA buffer with a white outline; returns its area. */
   paint(rgba, cands, i, color, alpha) {
-    const { w, h } = cands;
-    const thr = this.sync.threshold;
-    const m = cands.masks;
-    const off = cands.idx[i] * w * h;
+    const [w, h] = this.sync.preview;
+    const { mask: m, area } = this.previewMask(cands, i);
     const a = Math.round(255 * alpha);
     const [cr, cg, cb] = color;
-    let area = 0;
     for (let y = 0; y < h; y++) {
-      const row = off + y * w;
+      const row = y * w;
       for (let x = 0; x < w; x++) {
-        if (m[row + x] <= thr) continue;
-        area++;
+        if (!m[row + x]) continue;
         const edge =
           x === 0 || y === 0 || x === w - 1 || y === h - 1 ||
-          m[row + x - 1] <= thr || m[row + x + 1] <= thr || m[row + x - w] <= thr || m[row + x + w] <= thr;
+          !m[row + x - 1] || !m[row + x + 1] || !m[row + x - w] || !m[row + x + w];
         const k = 4 * (y * w + x);
         rgba[k] = edge ? 255 : cr;
         rgba[k + 1] = edge ? 255 : cg;
@@ -555,11 +660,14 @@ class BrowserDecoder {
     const ctx = canvas.getContext("2d");
     const image = ctx.createImageData(pw, ph);
     const areas = [];
-    if (this.cands && this.cands.w === pw && this.cands.h === ph) {
+    const key = `${this.sync.image_key}:${this.sync.model_id}`;
+    if (this.cands && this.cands.key === key) {
       const c = this.color(this.chosen);
       areas[this.chosen] = this.paint(image.data, this.cands, this.chosen, c, this.sync.alpha);
     }
-    if (this.hover.last && this.hover.last.w === pw) this.paint(image.data, this.hover.last, 0, [255, 255, 255], HOVER_ALPHA);
+    if (this.hover.last && this.hover.last.key === key) {
+      this.paint(image.data, this.hover.last, 0, [255, 255, 255], HOVER_ALPHA);
+    }
     ctx.putImageData(image, 0, 0);
     this.drawPrompts(ctx);
     canvas.dataset.rev = String((Number(canvas.dataset.rev) || 0) + 1);
@@ -604,8 +712,11 @@ class BrowserDecoder {
     strip.innerHTML = "";
     const c = this.cands;
     if (!c) return;
+    const [pw, ph] = this.sync.preview;
+    const [fw, fh] = this.sync.full;
+    const [inH, inW] = preprocessShape(fh, fw);
     const tw = 200;
-    const th = Math.max(1, Math.round((tw * c.h) / c.w));
+    const th = Math.max(1, Math.round((tw * ph) / pw));
     c.idx.forEach((_, i) => {
       const fig = document.createElement("figure");
       fig.className = "bd-cand" + (i === this.chosen ? " bd-chosen" : "");
@@ -616,25 +727,17 @@ class BrowserDecoder {
       const ctx = cv.getContext("2d");
       ctx.drawImage(img, 0, 0, tw, th);
       const over = ctx.getImageData(0, 0, tw, th);
-      const off = c.idx[i] * c.w * c.h;
-      const thr = this.sync.threshold;
+      const small = upsampleMask(c.lowRes, c.idx[i] * LOW_RES * LOW_RES, inW, inH, tw, th, this.sync.threshold);
       const [cr, cg, cb] = this.color(i);
-      let inside = 0;
-      for (let y = 0; y < th; y++) {
-        const sy = Math.min(c.h - 1, Math.floor(((y + 0.5) * c.h) / th));
-        for (let x = 0; x < tw; x++) {
-          const sx = Math.min(c.w - 1, Math.floor(((x + 0.5) * c.w) / tw));
-          if (c.masks[off + sy * c.w + sx] > thr) {
-            inside++;
-            const k = 4 * (y * tw + x);
-            over.data[k] = (over.data[k] + cr) >> 1;
-            over.data[k + 1] = (over.data[k + 1] + cg) >> 1;
-            over.data[k + 2] = (over.data[k + 2] + cb) >> 1;
-          }
-        }
+      for (let k = 0; k < tw * th; k++) {
+        if (!small.mask[k]) continue;
+        over.data[4 * k] = (over.data[4 * k] + cr) >> 1;
+        over.data[4 * k + 1] = (over.data[4 * k + 1] + cg) >> 1;
+        over.data[4 * k + 2] = (over.data[4 * k + 2] + cb) >> 1;
       }
       ctx.putImageData(over, 0, 0);
-      const pct = areas[i] !== undefined ? (100 * areas[i]) / (c.w * c.h) : (100 * inside) / (tw * th);
+      // The chosen mask's area is exact (preview); the others' from their thumbnail.
+      const pct = areas[i] !== undefined ? (100 * areas[i]) / (pw * ph) : (100 * small.area) / (tw * th);
       const cap = document.createElement("figcaption");
       cap.textContent = `mask ${i + 1} · score ${c.scores[i].toFixed(3)} · ${pct.toFixed(1)} %`;
       fig.append(cv, cap);
