@@ -24,7 +24,9 @@ Also measured: export of the full-resolution mask PNG (``result.full_mask(i)`` +
 ``--model vit_b|vit_l|vit_h`` builds that model with random weights (slow to build on a CPU).
 
 Human-readable lines first; the LAST line of stdout is one JSON object. Targets (2-core CPU
-machine): ours_ms <= 150, ratio >= 30, export_mask_png_ms <= 1000 -- reported, not asserted.
+machine, issue 11): ours_ms <= 100 (also checked for the smooth-mask click), ratio >= 60,
+export_mask_png_ms <= 1000 -- reported, not asserted. The server decodes clicks with onnxruntime on
+the CPU (``--decoder auto``, as the app); ``--decoder torch`` measures the torch decoder instead.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ DEFAULT_IMAGE = REPO / "examples" / "rocket_20mp.jpg"
 # The "Large photo (20 MP): the rocket" preset of examples/presets.json.
 POINT = (2753.0, 2222.0, 1)
 BOX = (2600.0, 1040.0, 2910.0, 3470.0)
-TARGETS = {"ours_ms": 150.0, "ratio": 30.0, "export_mask_png_ms": 1000.0}
+TARGETS = {"ours_ms": 100.0, "ratio": 60.0, "export_mask_png_ms": 1000.0}
 
 
 def _ms(t0: float) -> float:
@@ -84,13 +86,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_segmenter(model_type: str, device: str, precision: str):
-    """A Segmenter for ``model_type``; real model types get seeded random weights."""
+def build_segmenter(model_type: str, device: str, precision: str, decoder: str = "auto"):
+    """A Segmenter for ``model_type``; real model types get seeded random weights.
+
+    ``decoder``: the server's click decoder, as the app's ``--decoder`` (auto = onnxruntime on a CPU).
+    """
     from sam_core import Segmenter
     from sam_core.model.build import resolve_placement
 
     if model_type == "test-tiny":
-        return Segmenter.from_pretrained("test-tiny", device=device, precision=precision, progress=False)
+        seg = Segmenter.from_pretrained(
+            "test-tiny", device=device, precision=precision, progress=False, decoder=decoder
+        )
+        seg.prepare_decoder()
+        return seg
     from segment_anything import sam_model_registry
     from segment_anything.modeling.image_encoder import Attention
 
@@ -102,7 +111,11 @@ def build_segmenter(model_type: str, device: str, precision: str):
                 torch.nn.init.normal_(m.rel_pos_h, std=0.02)
                 torch.nn.init.normal_(m.rel_pos_w, std=0.02)
     placement = resolve_placement(device, precision)
-    return Segmenter(sam.eval(), model_type=model_type, placement=placement, sdpa=placement.device.type == "cuda")
+    seg = Segmenter(
+        sam.eval(), model_type=model_type, placement=placement, sdpa=placement.device.type == "cuda", decoder=decoder
+    )
+    seg.prepare_decoder()
+    return seg
 
 
 class Taps:
@@ -367,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="test-tiny", help="test-tiny (default) | vit_b | vit_l | vit_h (random weights)")
     ap.add_argument("--image", default=str(DEFAULT_IMAGE), help="image file (default examples/rocket_20mp.jpg)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--decoder", choices=("auto", "torch", "onnx"), default="auto",
+                    help="the server's click decoder, as the app's --decoder (default auto: onnxruntime on CPU)")
     ap.add_argument("--smooth-masks", action=argparse.BooleanOptionalAction, default=True,
                     help="also time clicks whose masks are smooth blobs like vit_h's (default on)")
     ap.add_argument("--profile", choices=("auto", "on", "off"), default="auto",
@@ -389,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             "work competes for the cores and torch's spinning OpenMP threads slow down a lot under "
             "contention; expect noisy, high numbers (see loadavg_1m_* in the JSON)")
     t0 = time.perf_counter()
-    seg = build_segmenter(args.model, args.device, args.precision)
+    seg = build_segmenter(args.model, args.device, args.precision, args.decoder)
     device = seg.device
     log(f"model {args.model} on {device} ({seg.placement.precision}, sdpa={seg.sdpa}) built in {_ms(t0):.0f} ms; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
@@ -469,12 +484,14 @@ def main(argv: list[str] | None = None) -> int:
             "targets": TARGETS,
             "meets_targets": {
                 "ours_ms": ours["ours_ms"] <= TARGETS["ours_ms"],
+                "ours_smooth_masks_ms": None if not smooth else smooth["ours_ms"] <= TARGETS["ours_ms"],
                 "ratio": None if ratio is None else ratio >= TARGETS["ratio"],
                 "export_mask_png_ms": exp["export_mask_png_ms"] <= TARGETS["export_mask_png_ms"],
             },
             "device": str(device),
             "gpu_name": gpu_name,
             "precision": seg.placement.precision,
+            "decoder": seg.decoder_backend,
             "model": args.model,
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),

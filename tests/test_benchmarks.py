@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +47,29 @@ def test_monitor_benchmark_runs():
 def test_batch_benchmark_runs():
     out = run_benchmark("batch.py", "--images", "3", "--objects", "1", "--resume-runs", "1")
     assert out["images_per_s"] > 0 and out["resume_ms"] > 0
+
+
+def test_decoder_benchmark_runs():
+    out = run_benchmark("decoder.py", "--runs", "2")
+    assert out["image_size"] == [5472, 3648] and out["torch_ms"] > 0
+    assert set(out["onnx_ms"]) >= {"fp32_1t", "fp32_2t", "quantized_1t", "quantized_2t"}
+    assert all(v > 0 for v in out["onnx_ms"].values()) and out["onnxruntime"] and out["torch"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_click_benchmark_runs():
+    chromium = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        if os.environ.get("SAM_REQUIRE_BROWSER"):
+            pytest.fail(f"Chromium not found at {chromium} (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    out = run_benchmark("browser_click.py", "--clicks", "1", "--hover-seconds", "0.5", timeout=300)
+    assert out["errors"] == [] and out["image_size"] == [5472, 3648]
+    first = out["first_image"]
+    assert first["embedding_bytes"] > 0 and first["decoder_load_ms"] > 0 and first["threads"] >= 1
+    assert out["browser"]["click_to_drawn_ms"]["n"] == 1 and out["browser"]["click_to_drawn_ms"]["median"] > 0
+    assert out["browser"]["requests"]["image_requests_per_click"]["max"] == 0
+    assert out["server"]["click_to_candidates_ms"]["median"] > 0 and out["hover"]["seconds"] > 0
+    assert out["under_load"]["server_click_to_candidates_ms"]["n"] == 1
+    assert out["chromium"] and out["torch"] and out["onnxruntime_web"] and "meets_targets" in out

@@ -117,6 +117,16 @@ class ImageEntry:
     def nbytes(self) -> int:
         return int(self.image.rgb.nbytes + (0 if self.preview is self.image.rgb else self.preview.nbytes))
 
+    def shrunk(self, side: int) -> tuple[np.ndarray, float]:
+        """The preview shrunk to a long side of ``side`` (made once per entry and side), and its
+        scale (its px / full-image px). For candidate thumbnails on every click."""
+        cache: dict[int, tuple[np.ndarray, float]] = self.__dict__.setdefault("_shrunk", {})
+        if side not in cache:
+            small, s = preview(self.preview, side)
+            small.flags.writeable = False
+            cache[side] = (small, self.scale * s)
+        return cache[side]
+
     def named(self, name: str | None) -> ImageEntry:
         """The shared entry (keyed by pixels) as one caller sees it: with that caller's own file
         name, never the name under which another visitor first uploaded the same pixels."""

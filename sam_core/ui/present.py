@@ -20,6 +20,7 @@ from sam_core.core.errors import PromptError
 from sam_core.core.files import prune_dir
 from sam_core.core.prompts import Prompts
 from sam_core.core.render import PALETTE, candidate_thumbnails, draw_prompts, encode_jpeg, encode_mask_png
+from sam_core.core.sizes import ImageSize
 
 THUMB_SIDE = 320
 RENDER_TTL_S = 120
@@ -97,7 +98,15 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
     elif cands is not None:
         res = cands.result
         colors = [PALETTE[i % len(PALETTE)] for i in range(len(cands.masks))]
-        thumbs = candidate_thumbnails(drawn, cands.masks, colors=colors, max_side=THUMB_SIDE)
+        if state.settings.min_island or state.settings.min_hole:  # cleaned preview masks: shrink them
+            thumbs = candidate_thumbnails(drawn, cands.masks, colors=colors, max_side=THUMB_SIDE)
+        else:  # the image shrunk once per image, the masks straight from the logits at that size
+            small, tscale = entry.shrunk(THUMB_SIDE)
+            base = draw_prompts(
+                small, state.prompts.points, state.prompts.box, scale=tscale, pending_corner=state.pending_corner
+            )
+            tmasks = res.preview_masks(ImageSize.of(small), threshold=state.settings.threshold)
+            thumbs = candidate_thumbnails(base, tmasks, colors=colors, max_side=THUMB_SIDE)
         for i, (m, thumb) in enumerate(zip(cands.masks, thumbs, strict=True)):
             caption = f"mask {i + 1} · score {res.scores[i]:.3f} · {100 * m.mean():.1f} %"
             gallery.append((_write(studio, state, f"cand{i}", encode_jpeg(thumb, quality=85), "jpg"), caption))
