@@ -218,3 +218,54 @@ def test_webcam_capture_opens_but_own_renders_do_not(handlers, tmp_path):
     Image.open(ROOT / "examples" / "chelsea.png").save(capture)
     out = handlers.webcam(str(capture), state)
     assert out[0].size == (451, 300) and out[0].session_id == state.session_id
+
+
+def browser(kind, **data):
+    return gr.EventData(None, {"kind": kind, **data})
+
+
+def test_browser_decoder_events(handlers):
+    """The page's reports: ready (the server stops drawing clicks), a decoded click (session,
+    table, metrics and run log updated, no image sent back), a choice, a box corner."""
+    import json
+
+    state = handlers.upload(str(COFFEE), None)[0]
+    sync = json.loads(handlers.render(state).client)
+    seg = handlers.studio.segmenter()
+    assert sync["model_id"] == sync["decoder_model_id"] == f"test-tiny:{seg.weights_id}"
+    assert sync["image_key"] == state.image_key and sync["full"] == [600, 400] and sync["client"] == "server"
+    assert sync["decoder_url"].startswith("./gradio_api/file=") and sync["embedding_url"].endswith(".samemb")
+
+    out = handlers.browser_event(state, browser("ready", threads=2))
+    state = out.state
+    assert state.client == "browser" and out.candidates["value"] is None  # the page draws candidates now
+    assert json.loads(out.client)["client"] == "browser"
+
+    prompts = {"points": [[290, 230, 1]], "box": None}
+    out = handlers.browser_event(
+        state, browser("decoded", image_key=state.image_key, model_id=sync["model_id"], prompts=prompts,
+                       chosen=1, decode_ms=42.5)
+    )
+    skipped = gr.skip()
+    assert out.image == skipped and out.candidates == skipped and out.result == skipped and out.client == skipped
+    state = out.state
+    assert state.prompts.points == ((290.0, 230.0, 1),) and state.chosen == 1
+    assert state.result.timings["decoder"] == "browser" and state.result.timings["decode_ms"] == 42.5
+    assert out.prompts == [["fg", 290, 230, "", ""]] and "browser" in out.metrics
+    record = handlers.studio.runlog.records(newest_first=True)[0]
+    assert record["decoder"] == "browser" and record["decode_ms"] == 42.5 and record["chosen_index"] == 1
+
+    state = handlers.browser_event(state, browser("choose", image_key=state.image_key, chosen=2)).state
+    assert state.chosen == 2
+    state = handlers.browser_event(state, browser("corner", image_key=state.image_key, corner=[10, 20])).state
+    assert state.pending_corner == (10.0, 20.0)
+    # A report about another image changes nothing; one from another model is refused.
+    assert all(v == skipped for v in handlers.browser_event(state, browser("choose", image_key="x", chosen=0)))
+    with pytest.raises(gr.Error, match="another model"):
+        handlers.browser_event(state, browser("decoded", image_key=state.image_key, model_id="vit_h:abc",
+                                              prompts=prompts, chosen=0, decode_ms=1))
+    # The export is torch-exact whoever decoded.
+    assert handlers.studio.exact_result(state).timings.get("decoder", "torch") == "torch"
+
+    out = handlers.browser_event(state, browser("failed", reason="no WebAssembly"))
+    assert out.state.client == "server" and "no WebAssembly" in out.status and len(out.candidates["value"]) == 3

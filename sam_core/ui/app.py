@@ -34,6 +34,8 @@ CSS = """
 #browser-decoder { display: none; }
 body.sam-browser-decoder #candidates, body.sam-browser-decoder #result { display: none; }
 #browser-candidates .bd-note { font-size: 0.85rem; opacity: 0.8; min-height: 1.2em; }
+#browser-candidates .bd-title { display: none; font-size: 0.85rem; opacity: 0.8; margin: 2px 0; }
+body.sam-browser-decoder #browser-candidates .bd-title { display: block; }
 #browser-candidates .bd-strip { display: flex; gap: 8px; }
 #browser-candidates figure { flex: 1 1 0; min-width: 0; margin: 0; padding: 3px; border: 2px solid transparent;
   border-radius: 6px; cursor: pointer; }

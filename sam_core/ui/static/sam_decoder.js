@@ -307,7 +307,9 @@ class BrowserDecoder {
       gallery.parentElement.insertBefore(this.host, gallery);
     }
     this.host.innerHTML =
-      '<div class="bd-note" data-role="note"></div><div class="bd-strip" data-role="strip"></div>';
+      '<div class="bd-note" data-role="note"></div>' +
+      '<div class="bd-title">Candidates (best preselected — click to choose)</div>' +
+      '<div class="bd-strip" data-role="strip"></div>';
   }
 
   say(text) {
