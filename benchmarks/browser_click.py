@@ -17,7 +17,10 @@ folder) and drives Debian's Chromium (``$CHROMIUM_PATH``, ``chromium`` on the PA
    measured in the page, from a capture-phase click listener on ``window`` (``performance.now()``)
    to the MutationObserver record of the ``#bd-overlay`` ``data-rev`` change that drew the new
    candidates (``samStudio.cands`` replaced); ``stats.clicks`` (decode_ms, click_to_drawn_ms)
-   is reported too. Prompts pile up to 1-5 foreground points, then Clear (untimed).
+   is reported too. Prompts pile up to 1-5 foreground points, then Clear (untimed). The pointer
+   reaches each point first, as a hand does, so the click reuses the hover decode of that point
+   (``reused_hover_decode`` counts them); ``browser_no_hover`` repeats the clicks with hover off,
+   each click decoding for itself.
 3. server path (a fresh page, Settings -> "On the server"): the same clicks; click -> the three
    candidate thumbnails replaced and loaded (polled in the page every animation frame).
 4. requests per click (Playwright request events from the click to drawn + 1 s): image
@@ -603,6 +606,25 @@ def main(argv: list[str] | None = None) -> int:
                     "event_timestamp_to_listener_ms": stat(bench.input_lag),
                     "refused": st["stats"]["refused"],
                 }
+                result["browser"]["reused_hover_decode"] = sum(bool(c.get("reused_hover")) for c in own)
+                # The same clicks without hover: each click decodes for itself ("cold").
+                page_b.evaluate("() => { window.samStudio.hoverEnabled = false; }")
+                n_cold = len(bench.state(page_b)["stats"]["clicks"])
+                times_c, windows_c = bench.series(page_b, reqs_b, "browser", points, settle=1.0)
+                cold = bench.state(page_b)["stats"]["clicks"][n_cold:]
+                page_b.evaluate("() => { window.samStudio.hoverEnabled = true; }")
+                result["browser_no_hover"] = {
+                    "click_to_drawn_ms": stat(times_c),
+                    "decode_ms": stat([c["decode_ms"] for c in cold]),
+                    "draw_ms": stat([c["draw_ms"] for c in cold]),
+                    "requests": summarize_requests(windows_c),
+                }
+                log(
+                    f"browser path without hover (each click decodes): click -> mask drawn median "
+                    f"{result['browser_no_hover']['click_to_drawn_ms']['median']} ms, decode median "
+                    f"{result['browser_no_hover']['decode_ms']['median']} ms, draw median "
+                    f"{result['browser_no_hover']['draw_ms']['median']} ms"
+                )
                 rb = result["browser"]
                 log(
                     f"browser path: click -> mask drawn median {rb['click_to_drawn_ms']['median']} ms "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as demo.py does
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 import torch  # noqa: E402
-from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+from _common import emit_json, machine_info  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
 from sam_core import Segmenter  # noqa: E402
 from sam_core.core.images import load_image  # noqa: E402
@@ -138,14 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         "fp32_bytes": files.info["fp32"]["bytes"],
         "quantized_bytes": files.info["quantized"]["bytes"],
         "verification": files.info["verification"]["cases"],
-        "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "onnxruntime": onnxruntime.__version__,
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_1m_start": load_start,
-        "loadavg_1m_end": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
+        **machine_info(load_start),
     }
     emit_json(result, args.json_out)
     return 0

@@ -52,7 +52,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as demo.py does
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import emit_json  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+from _common import emit_json, machine_info  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
 from sam_core.app.records import make_record  # noqa: E402
 from sam_core.app.session import PromptMode  # noqa: E402
@@ -258,12 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             "dashboard_100k_ms": None if big is None else big["dashboard_ms"] < TARGETS["read_100k_ms"],
             "overhead_ms": click["overhead_ms"] <= TARGETS["overhead_ms"],
         },
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_1m_start": load_start,
-        "loadavg_1m_end": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
+        **machine_info(load_start),
     }
     emit_json(result, args.json_out)
     return 0

@@ -83,6 +83,23 @@ def test_preview_masks_match_full_resolution(pair):
     np.testing.assert_allclose(preview.mean(axis=(1, 2)), res.masks.mean(axis=(1, 2)), atol=0.03)
 
 
+def test_small_masks_match_preview_masks_within_a_pixel():
+    """Thumbnails take one bilinear step from the logits; SAM's two steps give nearly the same mask."""
+    import torch.nn.functional as F  # noqa: N812
+
+    from sam_core.model.results import SegmentResult
+
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.normal(size=(3, 1, 12, 12)).astype(np.float32))
+    logits = F.interpolate(coarse, (256, 256), mode="bilinear")[:, 0].numpy() * 6  # smooth, like SAM's
+    res = SegmentResult(np.zeros(3), logits, ImageSize(5472, 3648), ImageSize(1024, 683), {})
+    size = ImageSize(320, 213)
+    small, ref = res.small_masks(size), res.preview_masks(size)
+    assert small.shape == ref.shape == (3, 213, 320)
+    assert (small != ref).mean() < 0.01  # only along the outlines
+    assert np.array_equal(res.small_masks(size, threshold=100.0), np.zeros_like(small))
+
+
 def test_threshold_changes_masks_without_decoding(pair):
     seg, _, image = pair
     res = seg.segment(image, points=[(120, 80, 1)])

@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,16 @@ class SegmentResult:
         return upsample_logits(
             self.low_res_logits[index : index + 1], self.input_size, self.image_size, threshold=thr, device=self.device
         )[0]
+
+    def small_masks(self, size: ImageSize, threshold: float | None = None) -> np.ndarray:
+        """(N, h, w) bool masks at a small ``size`` (thumbnails), in ONE bilinear step from the
+        image's region of the 256x256 logits: no 1024x1024 intermediate, so about 0.1 ms instead
+        of :meth:`preview_masks`' few ms; the outline may differ from it by about a pixel."""
+        thr = self.mask_threshold if threshold is None else threshold
+        cw = max(1, round(self.input_size.width * LOW_RES / 1024))  # the image's part of the padded frame
+        ch = max(1, round(self.input_size.height * LOW_RES / 1024))
+        region = np.ascontiguousarray(self.low_res_logits[:, :ch, :cw], dtype=np.float32)
+        return np.stack([cv2.resize(m, (size.width, size.height), interpolation=cv2.INTER_LINEAR) > thr for m in region])
 
     def preview_masks(self, size: ImageSize, threshold: float | None = None) -> np.ndarray:
         """(N, h, w) bool masks at ``size`` (same aspect ratio as the image)."""

@@ -105,7 +105,7 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
             base = draw_prompts(
                 small, state.prompts.points, state.prompts.box, scale=tscale, pending_corner=state.pending_corner
             )
-            tmasks = res.preview_masks(ImageSize.of(small), threshold=state.settings.threshold)
+            tmasks = res.small_masks(ImageSize.of(small), threshold=state.settings.threshold)
             thumbs = candidate_thumbnails(base, tmasks, colors=colors, max_side=THUMB_SIDE)
         for i, (m, thumb) in enumerate(zip(cands.masks, thumbs, strict=True)):
             caption = f"mask {i + 1} · score {res.scores[i]:.3f} · {100 * m.mean():.1f} %"

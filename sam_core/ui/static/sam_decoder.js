@@ -214,6 +214,7 @@ class BrowserDecoder {
     this.queue = Promise.resolve(); // onnxruntime-web runs one at a time
     this.clickSeq = 0;
     this.hover = { pending: null, busy: false, inflight: null, started: 0, last: null };
+    this.hoverEnabled = true; // the benchmark turns it off to time clicks that decode themselves
     this.stats = { clicks: [], hoverFrames: 0, decoderLoadMs: null, embeddings: [], refused: 0 };
     this.host = null;
     window.samStudio = this; // for tests and the benchmark
@@ -488,14 +489,18 @@ class BrowserDecoder {
     const t1 = performance.now();
     let out = null;
     const h = this.hover;
-    const key = JSON.stringify(prompts);
     let reused = false;
-    if (!s.refine && (h.inflight || h.last)) {
-      // The pointer already hovered here: that decode (in flight or done) is this click's.
-      const cand = h.inflight && h.inflight.key === key ? await h.inflight.promise : h.last;
-      if (cand && cand.prompts === key && cand.key === `${s.image_key}:${s.model_id}`) {
+    const near = (p) => p && Math.abs(p[0] - fx) * s.scale <= 1 && Math.abs(p[1] - fy) * s.scale <= 1;
+    if (mode === "fg" && !s.refine && (near(h.inflight && h.inflight.point) || near(h.last && h.last.point))) {
+      // The pointer hovered here (within a preview pixel: pointer moves have fractional
+      // coordinates, clicks whole pixels): that decode, in flight or done, is this click's,
+      // and its point becomes the click's prompt.
+      const cand = near(h.inflight && h.inflight.point) ? await h.inflight.promise : h.last;
+      const base = JSON.stringify(this.prompts);
+      if (cand && cand.base === base && cand.key === `${s.image_key}:${s.model_id}`) {
         const idx = s.multimask ? [1, 2, 3] : [0];
         out = { ...cand, idx, scores: idx.map((i) => cand.allScores[i]), preview: {} };
+        prompts = { points: [...this.prompts.points, [...cand.point, 1]], box: this.prompts.box };
         reused = true;
       }
     }
@@ -538,7 +543,7 @@ class BrowserDecoder {
   }
 
   onMove(ev, img) {
-    if (!this.canDraw() || this.mode() !== "fg" || this.pending) return;
+    if (!this.hoverEnabled || !this.canDraw() || this.mode() !== "fg" || this.pending) return;
     const px = imagePixel(img, ev.clientX, ev.clientY);
     if (!px) return;
     this.hover.pending = toFull(px[0], px[1], this.sync.scale, this.sync.full[0], this.sync.full[1]);
@@ -554,8 +559,9 @@ class BrowserDecoder {
       this.hover.pending = null;
       const seq = this.clickSeq;
       const prompts = { points: [...this.prompts.points, [x, y, 1]], box: this.prompts.box };
-      const promise = this.decode(prompts, null, false);
-      this.hover.inflight = { key: JSON.stringify(prompts), promise };
+      const base = JSON.stringify(this.prompts);
+      const promise = this.decode(prompts, null, false).then((o) => o && Object.assign(o, { point: [x, y], base }));
+      this.hover.inflight = { point: [x, y], promise };
       const out = await promise;
       this.hover.inflight = null;
       if (!out || seq !== this.clickSeq || !this.hover.busy) break;
