@@ -490,10 +490,11 @@ class BrowserDecoder {
     let out = null;
     const h = this.hover;
     let reused = false;
-    const near = (p) => p && Math.abs(p[0] - fx) * s.scale <= 1 && Math.abs(p[1] - fy) * s.scale <= 1;
+    const near = (p) => p && Math.abs(p[0] - fx) * s.scale <= 1.5 && Math.abs(p[1] - fy) * s.scale <= 1.5;
     if (mode === "fg" && !s.refine && (near(h.inflight && h.inflight.point) || near(h.last && h.last.point))) {
       // The pointer hovered here (within a preview pixel: pointer moves have fractional
-      // coordinates, clicks whole pixels): that decode, in flight or done, is this click's,
+      // coordinates, clicks whole ones, so they may round one pixel apart): that decode, in
+      // flight or done, is this click's,
       // and its point becomes the click's prompt.
       const cand = near(h.inflight && h.inflight.point) ? await h.inflight.promise : h.last;
       const base = JSON.stringify(this.prompts);
@@ -504,7 +505,7 @@ class BrowserDecoder {
         reused = true;
       }
     }
-    this.clearHover();
+    this.clearHover(false); // the click's draw below replaces the hover mask
     if (!out) out = await this.decode(prompts, s.refine ? this.prevLowRes() : null);
     if (!out || seq !== this.clickSeq) return;
     this.prompts = prompts;
@@ -567,18 +568,18 @@ class BrowserDecoder {
       if (!out || seq !== this.clickSeq || !this.hover.busy) break;
       this.hover.last = out;
       this.stats.hoverFrames++;
-      this.draw();
+      this.draw(false); // the candidate strip does not change on hover
     }
     this.hover.busy = false;
   }
 
-  clearHover() {
+  clearHover(redraw = true) {
     this.hover.pending = null;
     this.hover.busy = false;
     this.hover.inflight = null;
     if (this.hover.last) {
       this.hover.last = null;
-      this.draw();
+      if (redraw) this.draw();
     }
   }
 
@@ -656,7 +657,8 @@ class BrowserDecoder {
     return area;
   }
 
-  draw() {
+  /** Paint the overlay (chosen mask, hover mask, prompts) and, unless told not to, the strip. */
+  draw(strip = true) {
     const img = document.querySelector("#input-image img");
     if (!img || !img.naturalWidth || !this.sync) return;
     const canvas = this.overlay(img);
@@ -680,7 +682,8 @@ class BrowserDecoder {
     this.drawPrompts(ctx);
     canvas.dataset.rev = String((Number(canvas.dataset.rev) || 0) + 1);
     canvas.dataset.chosen = String(this.chosen);
-    this.drawStrip(img, areas);
+    // The strip after the overlay has been painted: the mask shows first, the thumbnails a task later.
+    if (strip) setTimeout(() => this.drawStrip(img, areas), 0);
   }
 
   drawPrompts(ctx) {
