@@ -607,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                     "refused": st["stats"]["refused"],
                 }
                 result["browser"]["reused_hover_decode"] = sum(bool(c.get("reused_hover")) for c in own)
+                result["browser"]["per_click"] = own  # the page's stats.clicks entries
                 # The same clicks without hover: each click decodes for itself ("cold").
                 page_b.evaluate("() => { window.samStudio.hoverEnabled = false; }")
                 n_cold = len(bench.state(page_b)["stats"]["clicks"])

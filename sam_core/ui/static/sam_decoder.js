@@ -490,12 +490,13 @@ class BrowserDecoder {
     let out = null;
     const h = this.hover;
     let reused = false;
-    const near = (p) => p && Math.abs(p[0] - fx) * s.scale <= 1.5 && Math.abs(p[1] - fy) * s.scale <= 1.5;
+    // Within 1.5 CSS px on screen (pointer moves have fractional coordinates, clicks whole ones).
+    const rect = img.getBoundingClientRect();
+    const tol = 1.5 / Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight, 1); // preview px
+    const near = (p) => p && Math.abs(p[0] - fx) * s.scale <= tol && Math.abs(p[1] - fy) * s.scale <= tol;
     if (mode === "fg" && !s.refine && (near(h.inflight && h.inflight.point) || near(h.last && h.last.point))) {
-      // The pointer hovered here (within a preview pixel: pointer moves have fractional
-      // coordinates, clicks whole ones, so they may round one pixel apart): that decode, in
-      // flight or done, is this click's,
-      // and its point becomes the click's prompt.
+      // The pointer hovered here: that decode, in flight or done, is this click's, and its point
+      // becomes the click's prompt.
       const cand = near(h.inflight && h.inflight.point) ? await h.inflight.promise : h.last;
       const base = JSON.stringify(this.prompts);
       if (cand && cand.base === base && cand.key === `${s.image_key}:${s.model_id}`) {
