@@ -553,20 +553,29 @@ class BrowserDecoder {
   }
 
   /** Decode the latest pointer position only: frames are dropped, never queued. */
+  /** Start decoding the latest pointer position, if any: {point, promise} or null. */
+  startHover() {
+    if (!this.hover.pending) return null;
+    const [x, y] = this.hover.pending;
+    this.hover.pending = null;
+    const prompts = { points: [...this.prompts.points, [x, y, 1]], box: this.prompts.box };
+    const base = JSON.stringify(this.prompts);
+    const promise = this.decode(prompts, null, false).then((o) => o && Object.assign(o, { point: [x, y], base }));
+    this.hover.inflight = { point: [x, y], promise, seq: this.clickSeq };
+    return this.hover.inflight;
+  }
+
+  /** Decode the latest pointer position only: frames are dropped, never queued. The next
+   *  position's decode starts before this one is drawn, so drawing overlaps decoding. */
   async pumpHover() {
     this.hover.busy = true;
     if (!this.hover.started) this.hover.started = performance.now();
-    while (this.hover.pending) {
-      const [x, y] = this.hover.pending;
-      this.hover.pending = null;
-      const seq = this.clickSeq;
-      const prompts = { points: [...this.prompts.points, [x, y, 1]], box: this.prompts.box };
-      const base = JSON.stringify(this.prompts);
-      const promise = this.decode(prompts, null, false).then((o) => o && Object.assign(o, { point: [x, y], base }));
-      this.hover.inflight = { point: [x, y], promise };
-      const out = await promise;
-      this.hover.inflight = null;
-      if (!out || seq !== this.clickSeq || !this.hover.busy) break;
+    let job = this.startHover();
+    while (job) {
+      const out = await job.promise;
+      if (this.hover.inflight === job) this.hover.inflight = null;
+      if (!out || job.seq !== this.clickSeq || !this.hover.busy) break;
+      job = this.startHover();
       this.hover.last = out;
       this.stats.hoverFrames++;
       this.draw(false); // the candidate strip does not change on hover
