@@ -85,7 +85,8 @@ class SegmentResult:
         cw = max(1, round(self.input_size.width * LOW_RES / 1024))  # the image's part of the padded frame
         ch = max(1, round(self.input_size.height * LOW_RES / 1024))
         region = np.ascontiguousarray(self.low_res_logits[:, :ch, :cw], dtype=np.float32)
-        return np.stack([cv2.resize(m, (size.width, size.height), interpolation=cv2.INTER_LINEAR) > thr for m in region])
+        out = [cv2.resize(m, (size.width, size.height), interpolation=cv2.INTER_LINEAR) > thr for m in region]
+        return np.stack(out)
 
     def preview_masks(self, size: ImageSize, threshold: float | None = None) -> np.ndarray:
         """(N, h, w) bool masks at ``size`` (same aspect ratio as the image)."""
