@@ -8,6 +8,7 @@ import fnmatch
 import hashlib
 import json
 import mimetypes
+import os
 import re
 import shutil
 import subprocess
@@ -52,6 +53,25 @@ def check(folder: Path) -> subprocess.CompletedProcess:
 
 
 # --- the vendored files -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ort_runtime():
+    """The WASM binary is not in git: the first start fetches it (npm pack), as the app does."""
+    from sam_core.ui.web_assets import ensure_ort_runtime
+
+    why = ensure_ort_runtime()
+    if why is not None:
+        if os.environ.get("SAM_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+def test_the_wasm_runtime_is_not_in_git():
+    tracked = subprocess.run(["git", "ls-files", "sam_core/ui/static/ort"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode == 0:  # a git checkout
+        assert "ort-wasm-simd-threaded.wasm" not in tracked.stdout
+        assert "ort.wasm.min.mjs" in tracked.stdout and "manifest.json" in tracked.stdout
 
 
 def test_manifest_lists_exactly_the_files_present():
@@ -252,3 +272,15 @@ def test_off_sends_no_isolation_headers(tmp_path):
         _, headers = get(urljoin(srv.url, file_url(ORT_DIR / "ort-wasm-simd-threaded.wasm")))
         assert headers["content-type"] == "application/wasm"
         assert "cross-origin-embedder-policy" not in headers
+
+
+def test_without_npm_the_runtime_is_missing_with_a_reason(tmp_path, monkeypatch):
+    import sam_core.ui.web_assets as wa
+
+    folder = tmp_path / "ort"
+    shutil.copytree(ORT_DIR, folder, ignore=shutil.ignore_patterns("*.wasm"))
+    monkeypatch.setattr(wa, "ORT_DIR", folder)
+    monkeypatch.setattr(wa, "_runtime_ready", False)
+    monkeypatch.setattr(wa.shutil, "which", lambda name: None)
+    why = wa.ensure_ort_runtime()
+    assert why is not None and "npm is missing" in why and not (folder / wa.ORT_RUNTIME).exists()

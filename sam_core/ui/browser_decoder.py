@@ -36,7 +36,7 @@ from sam_core.core.render import PALETTE
 from sam_core.model import browser_embedding
 from sam_core.model.onnx_decoder import low_res_graph
 from sam_core.model.segmenter import Segmenter
-from sam_core.ui.web_assets import ORT_DIR, STATIC_DIR, file_url, register_static
+from sam_core.ui.web_assets import ORT_DIR, STATIC_DIR, ensure_ort_runtime, file_url, register_static
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,10 @@ class BrowserAssets:
             out["path"] = "server"
             out["path_reason"] = "mask clean-up (islands / holes) is applied on the server"
         if out["path"] == "server":
+            return json.dumps(out)
+        runtime_error = ensure_ort_runtime()  # fetched once per machine, then a cached check
+        if runtime_error is not None:
+            out["decoder_error"] = runtime_error
             return json.dumps(out)
         seg = self.studio.segmenter(state.model_type)
         files, error = self.decoder(seg)

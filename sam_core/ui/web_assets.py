@@ -11,18 +11,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import mimetypes
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sam_core.core.files import write_atomic
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ORT_DIR = STATIC_DIR / "ort"
 ORT_ENTRY = "ort.wasm.min.mjs"
+#: The 14 MB WASM binary is not kept in git: fetched once (``npm pack``) and checked against the manifest.
+ORT_RUNTIME = "ort-wasm-simd-threaded.wasm"
+
+log = logging.getLogger(__name__)
+_runtime_lock = threading.Lock()
+_runtime_ready = False
 
 MIME_TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript"}
 
@@ -46,6 +62,80 @@ ISOLATION_HEADERS = {
 def load_manifest(folder: Path = ORT_DIR) -> dict[str, Any]:
     """The vendored onnxruntime-web's ``manifest.json`` (package, version, files with sizes and sha256)."""
     return json.loads((folder / "manifest.json").read_text())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_ort_runtime(timeout: float = 600) -> str | None:
+    """Put onnxruntime-web's WASM binary into ``ORT_DIR`` unless it is there; None when ready, else why not.
+
+    The binary (14 MB) is not kept in git, like the weights: the first start fetches the pinned
+    package with ``npm pack`` from npm's configured registry (33 MB, once), takes
+    ``dist/ort-wasm-simd-threaded.wasm`` out of it and keeps it only if its size and sha256 equal
+    the manifest's. Without npm or the registry the browser decoder is off (the page says why) and
+    clicks are decoded on the server. One fetch at a time per machine (a file lock).
+    """
+    global _runtime_ready
+    manifest = load_manifest()
+    entry = next(e for e in manifest["files"] if e["name"] == ORT_RUNTIME)
+    path = ORT_DIR / ORT_RUNTIME
+
+    def ok() -> bool:
+        return path.is_file() and path.stat().st_size == entry["bytes"] and _sha256(path) == entry["sha256"]
+
+    with _runtime_lock:
+        if _runtime_ready:
+            return None
+        with FileLock(str(Path(tempfile.gettempdir()) / "sam-studio-ort-runtime.lock")):
+            if not ok():
+                why = _fetch_runtime(manifest, path, timeout)
+                if why is not None:
+                    log.warning("browser decoder off: %s", why)
+                    return why
+                if not ok():
+                    path.unlink(missing_ok=True)
+                    return f"the fetched {ORT_RUNTIME} does not match the manifest's sha256"
+        _runtime_ready = True
+        return None
+
+
+def _fetch_runtime(manifest: dict[str, Any], dest: Path, timeout: float) -> str | None:
+    """``npm pack`` the pinned onnxruntime-web and write its WASM binary to ``dest``; None or why not."""
+    npm = shutil.which("npm")
+    spec = f"{manifest['package']}@{manifest['version']}"
+    if npm is None:
+        return (
+            "onnxruntime-web's WASM runtime is not installed and npm is missing to fetch it "
+            "(apt-get install npm, then restart)"
+        )
+    log.info("fetching %s's WASM runtime with npm pack (once)", spec)
+    with tempfile.TemporaryDirectory(prefix="sam-ort-") as tmp:
+        try:
+            out = subprocess.run(
+                [npm, "pack", spec, "--json"], cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return f"npm pack {spec} took more than {timeout:.0f} s"
+        if out.returncode != 0:
+            return f"npm pack {spec} failed: {out.stderr.strip()[-300:]}"
+        record = json.loads(out.stdout)
+        tarball = Path(tmp) / (record[0] if isinstance(record, list) else record)["filename"]
+        with tarfile.open(tarball, "r:gz") as tar:
+            member = tar.extractfile(f"package/dist/{ORT_RUNTIME}")
+            if member is None:
+                return f"{spec} has no dist/{ORT_RUNTIME}"
+            data = member.read()
+    try:
+        write_atomic(dest, data)
+    except OSError as err:
+        return f"could not write {dest}: {err}"
+    return None
 
 
 def ensure_mime_types() -> None:
