@@ -13,6 +13,7 @@ from sam_core import Segmenter
 from sam_core.core.images import load_image
 from sam_core.core.prompts import Prompts
 from sam_core.model import onnx_decoder as od
+from sam_core.model.weights import sha256_file
 from sam_core.model.build import build_test_tiny, resolve_placement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def test_sidecar_and_names(pair, onnx_dir):
     assert info["weights_id"] == "test-tiny-seed0"
     assert info["fp32"]["bytes"] == files.fp32.stat().st_size > 10_000_000
     assert info["quantized"]["bytes"] == files.quantized.stat().st_size < info["fp32"]["bytes"] / 2
-    assert info["fp32"]["sha256"] == od._sha256(files.fp32)
+    assert info["fp32"]["sha256"] == sha256_file(files.fp32)
     assert info["exporter"]["dynamo"] is False and info["exporter"]["opset_version"] == 17
     assert info["exporter"]["return_single_mask"] is False
     assert set(info["versions"]) == {"torch", "onnx", "onnxruntime", "segment_anything"}
@@ -165,7 +166,7 @@ def test_corrupt_file_is_exported_again(onnx_dir, tmp_path):
     first.quantized.write_bytes(bytes(data))
     second = seg.decoder_files()
     assert od.export_count == count + 1
-    assert od._sha256(second.quantized) == second.info["quantized"]["sha256"]
+    assert sha256_file(second.quantized) == second.info["quantized"]["sha256"]
     first.fp32.unlink()  # a missing file too
     third = od.export_decoder(seg, tmp_path)
     assert od.export_count == count + 2 and third.fp32.exists()

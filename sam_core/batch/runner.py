@@ -64,6 +64,7 @@ from sam_core.core.prompts import Prompts
 from sam_core.core.render import draw_prompts, encode_png, overlay_mask
 from sam_core.core.sizes import ImageSize
 from sam_core.model.segmenter import Embedding, Segmenter
+from sam_core.model.weights import sha256_file
 from sam_core.runlog import RunLog
 
 __all__ = ["Progress", "StudyConfig", "StudyResult", "run_study"]
@@ -200,14 +201,6 @@ def _plan(config: StudyConfig) -> _Plan:
     return _Plan(images, mine, prompts, refs, prompt_from, errors)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _machine() -> str:
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return f"{platform.node() or 'unknown'} ({platform.machine()}, {os.cpu_count()} CPUs{gpu})"
@@ -219,7 +212,7 @@ def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any
         "images": [img.name for img in plan.images],
         "prompts": None
         if config.prompts is None
-        else {"file": config.prompts.name, "sha256": _sha256_file(config.prompts)},
+        else {"file": config.prompts.name, "sha256": sha256_file(config.prompts)},
         "reference": None if plan.refs is None else {"kind": plan.refs.kind, "name": plan.refs.source.name},
         "prompt_from": plan.prompt_from,
         "box_noise": config.box_noise,

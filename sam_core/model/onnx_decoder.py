@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import io
 import json
 import logging
@@ -37,6 +36,7 @@ from sam_core.core.files import write_atomic
 from sam_core.core.sizes import ImageSize
 from sam_core.model.registry import default_checkpoints_dir
 from sam_core.model.results import LOW_RES
+from sam_core.model.weights import sha256_file
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -228,14 +228,6 @@ def cache_folder(seg: Segmenter, cache_dir: str | os.PathLike[str] | None = None
     raise DecoderExportError(f"no writable folder for the ONNX decoder (tried {', '.join(map(str, candidates))})")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _stat_key(*paths: Path) -> tuple[Any, ...]:
     try:
         return tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
@@ -255,8 +247,8 @@ def _load_valid(fp32: Path, quant: Path, sidecar: Path, model_id: str) -> Decode
         ok = (
             info.get("format") == FORMAT
             and info.get("model_id") == model_id
-            and info["fp32"]["sha256"] == _sha256(fp32)
-            and info["quantized"]["sha256"] == _sha256(quant)
+            and info["fp32"]["sha256"] == sha256_file(fp32)
+            and info["quantized"]["sha256"] == sha256_file(quant)
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -388,8 +380,8 @@ def _export(seg: Segmenter, fp32: Path, quant: Path, sidecar: Path, model_id: st
             "model_id": model_id,
             "model_type": seg.model_type,
             "weights_id": seg.weights_id,
-            "fp32": {"file": fp32.name, "sha256": _sha256(fp32), "bytes": fp32.stat().st_size},
-            "quantized": {"file": quant.name, "sha256": _sha256(quant), "bytes": quant.stat().st_size},
+            "fp32": {"file": fp32.name, "sha256": sha256_file(fp32), "bytes": fp32.stat().st_size},
+            "quantized": {"file": quant.name, "sha256": sha256_file(quant), "bytes": quant.stat().st_size},
             "exporter": {
                 "class": "segment_anything.utils.onnx.SamOnnxModel",
                 "return_single_mask": RETURN_SINGLE_MASK,

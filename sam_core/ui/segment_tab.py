@@ -24,7 +24,15 @@ from sam_core.model.registry import MODEL_TYPES
 from sam_core.ui.browser_decoder import JS_ON_LOAD, BrowserAssets
 from sam_core.ui.common import gpu_handlers, user_errors
 from sam_core.ui.components import FastAnnotatedImage, RawImage
-from sam_core.ui.present import ROW_HEADERS, metrics_html, prompts_from_rows, render_view, status_text
+from sam_core.ui.present import (
+    ROW_HEADERS,
+    metrics_dict,
+    metrics_html,
+    prompt_rows,
+    prompts_from_rows,
+    render_view,
+    status_text,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 WEBCAM_NAME = re.compile(r"image\.(png|jpeg)")  # what Gradio's webcam names a capture
@@ -239,9 +247,11 @@ class Handlers:
             )
         else:
             return _skip_all()
-        out = self.render(state)
+        # The page drew everything already: only the session, the table, the metrics and the
+        # status change (no render of the input, no sync value: this is the click's hot path).
         skip = gr.skip()
-        return out._replace(image=skip, candidates=skip, result=skip, client=skip)
+        metrics = metrics_html(metrics_dict(self.studio, state))
+        return Outputs(state, skip, skip, skip, metrics, prompt_rows(state.prompts), status_text(state), skip)
 
     @user_errors
     def switch_model(

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import mimetypes
@@ -29,6 +28,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sam_core.core.files import write_atomic
+from sam_core.model.weights import sha256_file
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ORT_DIR = STATIC_DIR / "ort"
@@ -64,14 +64,6 @@ def load_manifest(folder: Path = ORT_DIR) -> dict[str, Any]:
     return json.loads((folder / "manifest.json").read_text())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def ensure_ort_runtime(timeout: float = 600) -> str | None:
     """Put onnxruntime-web's WASM binary into ``ORT_DIR`` unless it is there; None when ready, else why not.
 
@@ -87,7 +79,7 @@ def ensure_ort_runtime(timeout: float = 600) -> str | None:
     path = ORT_DIR / ORT_RUNTIME
 
     def ok() -> bool:
-        return path.is_file() and path.stat().st_size == entry["bytes"] and _sha256(path) == entry["sha256"]
+        return path.is_file() and path.stat().st_size == entry["bytes"] and sha256_file(path) == entry["sha256"]
 
     with _runtime_lock:
         if _runtime_ready:
