@@ -86,4 +86,65 @@ def test_bad_file_gets_a_clear_message(client, tmp_path):
 
 
 def test_click_handlers_are_not_in_the_api(client):
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/segment"]
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/segment", "/annotate"]
+
+
+ANNOTATE = [
+    {"label": "cup", "points": [[290, 230, 1]], "box": [150, 80, 460, 380]},
+    {"label": "saucer", "points": [[300, 350, 1]], "box": [100, 250, 520, 399]},
+    {"label": "cup", "points": [[40, 40, 1], [560, 40, 1]], "box": None},
+]
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_annotate_endpoint_matches_sam_predictor(client, exclude):
+    """/annotate: each object is SamPredictor's best mask for its prompts; with exclusion a later
+    object loses exactly the pixels of the earlier ones. COCO JSON and the uint16 label map."""
+    from pycocotools import mask as mask_utils
+    from segment_anything import SamPredictor
+
+    coco, label_png = client.predict(
+        handle_file(str(COFFEE)), json.dumps(ANNOTATE), exclude, True, api_name="/annotate"
+    )
+    seg = Segmenter.from_pretrained("test-tiny", device="cpu")
+    predictor = SamPredictor(seg.model)
+    predictor.set_image(np.array(load_image(COFFEE).rgb))
+    want, taken = [], np.zeros((400, 600), bool)
+    for obj in ANNOTATE:
+        pts = obj["points"]
+        masks, scores, _ = predictor.predict(
+            point_coords=np.array([p[:2] for p in pts], np.float32),
+            point_labels=np.array([p[2] for p in pts]),
+            box=None if obj["box"] is None else np.array(obj["box"], np.float32),
+            multimask_output=True,
+        )
+        m = masks[int(np.argmax(scores))]
+        if exclude:
+            m, taken = m & ~taken, taken | m
+        want.append(m)
+    assert [c["name"] for c in coco["categories"]] == ["cup", "saucer"]
+    anns = {a["id"]: a for a in coco["annotations"]}
+    assert coco["images"][0]["width"] == 600 and coco["images"][0]["height"] == 400
+    for i, m in enumerate(want, start=1):
+        a = anns[i]
+        rle = dict(a["segmentation"], counts=a["segmentation"]["counts"].encode())
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), m), i
+        assert a["area"] == int(m.sum()) and a["category_id"] == (2 if i == 2 else 1)
+    label_map = np.asarray(Image.open(label_png))
+    assert label_map.shape == (400, 600)
+    painted = np.zeros((400, 600), np.int64)
+    for i, m in enumerate(want, start=1):
+        painted[m] = i  # a later object wins where masks overlap (none overlap with exclusion)
+    assert np.array_equal(label_map.astype(np.int64), painted)
+
+
+@pytest.mark.parametrize("objects, message", [
+    ("[]", "non-empty JSON list"),
+    ("{bad", "not valid JSON"),
+    ('[{"label": "a", "points": [[9000, 1, 1]]}]', "object 1: point 1"),
+    ('[{"label": 3, "points": [[9, 1, 1]]}]', "label must be a string"),
+])
+def test_annotate_bad_objects_get_a_clear_message(client, objects, message):
+    with pytest.raises(Exception) as err:
+        client.predict(handle_file(str(COFFEE)), objects, False, True, api_name="/annotate")
+    assert message in str(err.value)

@@ -44,7 +44,7 @@ def test_exporter_counts_what_it_observes_and_keeps_labels_bounded():
         RunRecord(source="api", decode_ms=3000.0, encode_ms=0.2, cache_hit=True, score=0.41, area_fraction=1.0,
                   mask_empty=False, mask_full=True),
         RunRecord(source="my-script", decode_ms=10.0, cache_hit=True, score=0.0, area_fraction=0.0,
-                  mask_empty=True, mask_full=False),
+                  mask_empty=True, mask_full=False, extra={"preprocess": "clahe2.5x8"}),
     ]
     for r in recs:
         a.observe(r)
@@ -63,8 +63,12 @@ def test_exporter_counts_what_it_observes_and_keeps_labels_bounded():
     assert value(text, "sam_mask_area_fraction_bucket", le="0.0") == 1
     assert value(text, "sam_masks_empty_total") == 1 and value(text, "sam_masks_full_total") == 1
     assert "secret" not in text and "abab" not in text
+    # the encoder's pre-processing: two bounded values, whatever the clip limit
+    assert value(text, "sam_segmentations_preprocessed_total", preprocess="none") == 2
+    assert value(text, "sam_segmentations_preprocessed_total", preprocess="clahe") == 1
     labels = {k for (_, ls) in samples(text) for k, _ in ls}
-    assert labels <= {"source", "le", "rule"}
+    assert labels <= {"source", "le", "rule", "preprocess"}
+    assert {v for (n, ls) in samples(text) for k, v in ls if k == "preprocess"} == {"none", "clahe"}
     assert {v for (n, ls) in samples(text) for k, v in ls if k == "source"} == {*SOURCES, "other"}
     assert value(b.exposition()[0].decode(), "sam_decode_seconds_count") == 0  # b saw nothing
 

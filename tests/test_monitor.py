@@ -107,7 +107,7 @@ def test_clicks_log_the_new_signals_and_object_ids(studio, tmp_path):
     assert [r["id"] for r in recs] == list(range(1, 5))
     ids = [r["object_id"] for r in recs]
     key = first.image_key
-    assert ids == [f"{s.session_id}-{key[:8]}-1"] * 2 + [f"{s.session_id}-{key[:8]}-2", f"{s.session_id}-{key[:8]}-1"]
+    assert ids == [f"{s.session_id}-{key[:8]}-1"] * 2 + [f"{s.session_id}-{key[:8]}-1.2", f"{s.session_id}-{key[:8]}-1"]
     stats = image_stats(rgb)
     r = recs[0]
     assert (r["width"], r["height"], r["aspect"]) == (90, 60, pytest.approx(1.5))

@@ -31,8 +31,9 @@ def handlers(tiny_segmenter, tmp_path):
 
 
 def unpack(out):
-    """The seven visible outputs (the browser decoder's sync value is checked in test_browser_decoder)."""
-    state, image, gallery, annotated, metrics, rows, status, _client = out
+    """The first seven outputs (the browser decoder's sync value is checked in test_browser_decoder,
+    the objects table and the label in test_annotation)."""
+    state, image, gallery, annotated, metrics, rows, status = out[:7]
     return state, image, gallery, annotated, metrics, rows, status
 
 
@@ -187,10 +188,10 @@ def test_examples_have_presets_that_run(handlers):
         assert len(out[2]["value"]) == 3, path
 
 
-def test_build_app_exposes_only_segment(handlers):
+def test_build_app_exposes_only_segment_and_annotate(handlers):
     app = build_app(handlers.studio)
     info = app.get_api_info()
-    assert list(info["named_endpoints"]) == ["/segment"]
+    assert list(info["named_endpoints"]) == ["/segment", "/annotate"]
     assert metrics_html({}) and "data-metric" not in metrics_html({})
 
 

@@ -4,11 +4,12 @@ The UI, the exports and ``/segment`` log through :func:`make_record`; batch stud
 no session, through its sibling :func:`make_result_record` (the same fields, one mapping).
 
 Object ids (for "clicks per object"): an interactive object is what one visitor segments on
-one image between two fresh starts. Its id is ``<session id>-<image hash[:8]>-<n>``, where
-``n`` counts the times the prompts were built up from nothing in the session's undo history
-(the first click on an image, the first click after *Clear*, an edited table that starts
-from no prompts); undoing a *Clear* goes back to the previous object. A new image starts at
-``n = 1`` again, with a new hash. Runs without an undo history (``/segment``) have none.
+one image between two fresh starts. Its id is ``<session id>-<image hash[:8]>-<object id>``
+for the annotation's object (``SessionState.current_id``: 1, 2, ... per image), followed by
+``.<n>`` when ``n`` > 1, where ``n`` counts the times that object's prompts were built up from
+nothing in its undo history (the first click, the first click after *Clear*, an edited table
+that starts from no prompts); undoing a *Clear* goes back to the previous one. A new image
+starts at object 1 again, with a new hash. Runs without an undo history (``/segment``) have none.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sam_core.core.enhance import Clahe
 from sam_core.runlog import RunRecord
 
 if TYPE_CHECKING:
@@ -60,10 +62,17 @@ def make_record(
         stats=entry.stats,
         session=state.session_id,
         object_id=object_id(state, entry.key),
-        mask=state.candidates.masks[state.chosen],  # preview size for clicks: the flags cost O(h + w)
+        mask=state.candidates.shown,  # preview size for clicks: the flags cost O(h + w)
         decoder=decoder,
         iou=iou,
+        extra=preprocess_extra(state.settings.enhancement),
     )
+
+
+def preprocess_extra(clahe: Clahe | None) -> dict[str, Any] | None:
+    """The run record's ``extra`` for the encoder's pre-processing: ``{"preprocess": "clahe2.0x8"}``,
+    or None for the plain image."""
+    return None if clahe is None else {"preprocess": clahe.key()}
 
 
 def make_result_record(
@@ -136,12 +145,13 @@ def make_result_record(
 def object_id(state: SessionState, image_key: str) -> str | None:
     """The interactive object ``state``'s prompts belong to (see the module notes), or None.
 
-    ``n`` is the number of empty prompt sets in the undo history (its last ``MAX_HISTORY`` steps).
+    ``n`` is the number of empty prompt sets in the object's undo history (its last ``MAX_HISTORY`` steps).
     """
     if not state.history:
         return None
-    n = sum(1 for p in state.history if p.empty)
-    return f"{state.session_id}-{image_key[:8]}-{max(n, 1)}"
+    n = max(1, sum(1 for step in state.history if step.prompts.empty))
+    base = f"{state.session_id}-{image_key[:8]}-{state.current_id}"
+    return base if n == 1 else f"{base}.{n}"
 
 
 def touches_all_borders(mask: np.ndarray) -> bool:

@@ -20,12 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from sam_core.core.enhance import Clahe
 from sam_core.core.errors import PromptError, UserError
 from sam_core.core.prompts import Prompts
 from sam_core.core.sizes import ImageSize
 from sam_core.model.segmenter import SegmentResult
 
 MAX_HISTORY = 200  # undo steps kept per session
+MAX_OBJECTS = 1000  # objects per image
+MAX_LABEL = 100  # characters of a label name
+DEFAULT_LABEL = "object"
 DECODER_PATHS = ("auto", "browser", "server")
 BROWSER_MODELS = ("quantized", "fp32")
 
@@ -50,6 +54,13 @@ class Settings:
     refine: bool = False
     decoder_path: str = "auto"  # where clicks are decoded: "auto" (browser when it can), "browser", "server"
     browser_model: str = "quantized"  # the browser's decoder file: "quantized" or "fp32"
+    exclude: bool = False  # Exclude committed objects: a later object never covers an earlier one's pixels
+    clahe: float = 0.0  # contrast enhancement before the encoder: CLAHE clip limit on the L channel (0 = off)
+
+    @property
+    def enhancement(self) -> Clahe | None:
+        """The pre-processing the image encoder's input gets (None: the plain image)."""
+        return Clahe(self.clahe) if self.clahe > 0 else None
 
     @property
     def mask_key(self) -> tuple[float, int, int]:
@@ -62,9 +73,10 @@ class Candidates:
     """SAM's candidates for the current prompts, as the session shows them.
 
     ``masks``: (N, h, w) bool at the preview size, thresholded and cleaned per ``mask_key``
-    (read-only); ``metrics``: the chosen mask's area, perimeter, bbox in full-image units,
-    measured on the preview. Computed once per decode or choice and shared by the run log
-    and the presentation.
+    (read-only); ``final``: the chosen one after the object's edits and, with *Exclude committed
+    objects*, without the pixels of earlier objects; ``metrics``: the final mask's area,
+    perimeter, bbox in full-image units, measured on the preview. Computed once per decode or
+    choice and shared by the run log and the presentation.
     """
 
     result: SegmentResult
@@ -73,6 +85,60 @@ class Candidates:
     chosen: int
     metrics: dict[str, Any]
     mask_input: np.ndarray | None = None  # (1, 256, 256) logits the decoder was given (refinement), for exact replays
+    final: np.ndarray | None = None  # (h, w) bool: the chosen mask after the edits and the exclusion rule
+
+    @property
+    def shown(self) -> np.ndarray:
+        """(h, w) bool: the chosen mask as shown (after edits and exclusion) at the preview size."""
+        return self.masks[self.chosen] if self.final is None else self.final
+
+
+@dataclass(frozen=True)
+class Step:
+    """One undo step of the object being edited: its prompts and the edits made to its mask."""
+
+    prompts: Prompts
+    edits: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnnotObject:
+    """A committed object of the annotation: everything needed to show, edit again and export it.
+
+    ``mask``: (h, w) bool at the preview size, after the edits and before the exclusion rule
+    (read-only); ``rle``: the exact full-resolution mask (COCO RLE, after the edits, before the
+    exclusion rule); ``area``: its pixel count. ``settings``: the decoder and mask settings it
+    was made with (multimask, threshold, clean-up), so that it replays exactly. ``rev`` changes
+    whenever the object does (a cache key for renders).
+    """
+
+    object_id: int
+    label: str
+    prompts: Prompts
+    history: tuple[Step, ...]
+    candidates: Candidates
+    edits: tuple[Any, ...]
+    settings: Settings
+    mask: np.ndarray
+    rle: dict[str, Any]
+    area: int
+    scores: tuple[float, ...]  # the torch decoder's predicted IoUs of the candidates (exact, as the masks)
+    rev: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def chosen(self) -> int:
+        return self.candidates.chosen
+
+    @property
+    def score(self) -> float:
+        """SAM's predicted IoU of the chosen candidate."""
+        return self.scores[self.candidates.chosen]
+
+
+def clean_label(label: Any) -> str:
+    """A label name as stored: stripped, at most MAX_LABEL characters, ``object`` when empty."""
+    text = " ".join(str(label or "").split())[:MAX_LABEL]
+    return text or DEFAULT_LABEL
 
 
 @dataclass(frozen=True)
@@ -86,13 +152,18 @@ class SessionState:
     image_name: str = ""
     size: ImageSize = ImageSize(0, 0)  # full image
     scale: float = 1.0  # preview px / full px
-    prompts: Prompts = field(default_factory=Prompts)
-    history: tuple[Prompts, ...] = ()
+    prompts: Prompts = field(default_factory=Prompts)  # of the object being edited
+    history: tuple[Step, ...] = ()  # its undo steps
     pending_corner: tuple[float, float] | None = None
     candidates: Candidates | None = None
+    edits: tuple[Any, ...] = ()  # edits of its chosen mask (sam_core.core.mask_edits values)
     settings: Settings = field(default_factory=Settings)
     encode_ms: float = 0.0  # time opening the image took (decode + encode, or a cache hit)
     client: str = "server"  # who draws this visitor's clicks: "server" or "browser" (its decoder said ready)
+    objects: tuple[AnnotObject, ...] = ()  # committed objects of this image, by id
+    current_id: int = 1  # id of the object being edited (a committed one is taken out of ``objects``)
+    label: str = DEFAULT_LABEL  # label of the object being edited
+    categories: tuple[str, ...] = (DEFAULT_LABEL,)  # label names, kept across images
 
     @property
     def has_image(self) -> bool:
@@ -130,32 +201,112 @@ class SessionState:
         label = 0 if mode is PromptMode.BACKGROUND else 1
         return self.with_prompts(self.prompts.add_point(fx, fy, label)), True
 
+    @property
+    def step(self) -> Step:
+        """The object being edited, as an undo step."""
+        return Step(self.prompts, self.edits)
+
+    def _pushed(self) -> tuple[Step, ...]:
+        return (*self.history, self.step)[-MAX_HISTORY:]
+
     def with_prompts(self, prompts: Prompts) -> SessionState:
-        """Replace the prompts (validated against the image), keeping the old ones for undo."""
+        """Replace the prompts (validated against the image), keeping the old step for undo.
+
+        New prompts mean a new decode: the edits of the previous mask do not carry over."""
         prompts.validate(*self.size)
-        history = (*self.history, self.prompts)[-MAX_HISTORY:]
-        return dataclasses.replace(self, history=history, prompts=prompts)
+        return dataclasses.replace(self, history=self._pushed(), prompts=prompts, edits=())
+
+    def with_edit(self, edit: Any) -> SessionState:
+        """Add an edit of the chosen mask (undo removes it)."""
+        if self.candidates is None:
+            raise UserError("Nothing to edit yet: click on the object first.")
+        return dataclasses.replace(self, history=self._pushed(), edits=(*self.edits, edit))
 
     def undo(self) -> SessionState:
-        """Drop the pending box corner, else go back to the previous prompts."""
+        """Drop the pending box corner, else go back to the previous step (prompts and edits)."""
         if self.pending_corner is not None:
             return dataclasses.replace(self, pending_corner=None)
         if not self.history:
             return self
-        return dataclasses.replace(self, prompts=self.history[-1], history=self.history[:-1])
+        last = self.history[-1]
+        return dataclasses.replace(self, prompts=last.prompts, edits=last.edits, history=self.history[:-1])
 
     def clear(self) -> SessionState:
-        """No prompts and no candidates (undo brings the prompts back)."""
+        """No prompts, edits or candidates for the object being edited (undo brings them back)."""
         return dataclasses.replace(
-            self,
-            prompts=Prompts(),
-            history=(*self.history, self.prompts)[-MAX_HISTORY:],
-            pending_corner=None,
-            candidates=None,
+            self, prompts=Prompts(), edits=(), history=self._pushed(), pending_corner=None, candidates=None
         )
 
     def fresh(self) -> SessionState:
-        """The same visitor (id, model, settings) with no image."""
+        """The same visitor (id, model, settings, label names) with no image."""
         return SessionState(
-            session_id=self.session_id, model_type=self.model_type, settings=self.settings, client=self.client
+            session_id=self.session_id,
+            model_type=self.model_type,
+            settings=self.settings,
+            client=self.client,
+            label=self.label,
+            categories=self.categories,
         )
+
+    # ------------------------------------------------------------------ objects
+    @property
+    def next_id(self) -> int:
+        """The id a new object gets: one more than every id in use."""
+        return max([self.current_id, *(o.object_id for o in self.objects)]) + 1
+
+    def object(self, object_id: int) -> AnnotObject:
+        for obj in self.objects:
+            if obj.object_id == object_id:
+                return obj
+        raise UserError(f"There is no object {object_id} in this image.")
+
+    def committed(self, obj: AnnotObject) -> SessionState:
+        """``obj`` (the object being edited, made by the Studio) joins the objects; a new one starts
+        with the same label."""
+        if len(self.objects) >= MAX_OBJECTS:
+            raise UserError(f"An image holds at most {MAX_OBJECTS} objects.")
+        objects = tuple(sorted((*self.objects, obj), key=lambda o: o.object_id))
+        categories = self.categories if obj.label in self.categories else (*self.categories, obj.label)
+        new = dataclasses.replace(self, objects=objects, categories=categories)
+        return new.blank(new.next_id)
+
+    def blank(self, object_id: int) -> SessionState:
+        """Start editing a new, empty object ``object_id``."""
+        return dataclasses.replace(
+            self, prompts=Prompts(), history=(), edits=(), pending_corner=None, candidates=None, current_id=object_id
+        )
+
+    def editing(self, object_id: int) -> SessionState:
+        """Take committed object ``object_id`` out of the list to edit it (its prompts, candidates,
+        choice, edits and history come back). The caller commits the current object first."""
+        obj = self.object(object_id)
+        return dataclasses.replace(
+            self,
+            objects=tuple(o for o in self.objects if o.object_id != object_id),
+            prompts=obj.prompts,
+            history=obj.history,
+            edits=obj.edits,
+            candidates=obj.candidates,
+            pending_corner=None,
+            current_id=obj.object_id,
+            label=obj.label,
+        )
+
+    def deleted(self, object_id: int | None = None) -> SessionState:
+        """Delete committed object ``object_id``, or (None / the current id) the one being edited."""
+        if object_id is None or object_id == self.current_id:
+            return self.blank(self.next_id if self.objects else self.current_id)
+        self.object(object_id)  # raises when unknown
+        return dataclasses.replace(self, objects=tuple(o for o in self.objects if o.object_id != object_id))
+
+    def labelled(self, label: Any, object_id: int | None = None) -> SessionState:
+        """Set the label of the object being edited (``object_id`` None or current) or of a committed one."""
+        name = clean_label(label)
+        categories = self.categories if name in self.categories else (*self.categories, name)
+        if object_id is None or object_id == self.current_id:
+            return dataclasses.replace(self, label=name, categories=categories)
+        obj = self.object(object_id)
+        objects = tuple(
+            dataclasses.replace(o, label=name, rev=uuid.uuid4().hex[:8]) if o is obj else o for o in self.objects
+        )
+        return dataclasses.replace(self, objects=objects, categories=categories)

@@ -29,15 +29,17 @@ from typing import Any
 import numpy as np
 
 from sam_core.app.records import make_record
-from sam_core.app.session import Candidates, PromptMode, SessionState, Settings
+from sam_core.app.session import AnnotObject, Candidates, PromptMode, SessionState, Settings
 from sam_core.core.cache import LRUCache
+from sam_core.core.enhance import Clahe, apply_clahe
 from sam_core.core.errors import UserError
-from sam_core.core.geometry import mask_metrics, postprocess_mask
+from sam_core.core.geometry import mask_area, mask_metrics, postprocess_mask, rle_decode, rle_encode
 from sam_core.core.images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
+from sam_core.core.mask_edits import MaskEdit, apply_edits
 from sam_core.core.prompts import Prompts
 from sam_core.core.sizes import ImageSize
 from sam_core.model.results import SegmentResult
-from sam_core.model.segmenter import Segmenter
+from sam_core.model.segmenter import Embedding, Segmenter
 from sam_core.runlog import RunLog, RunRecord
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,54 @@ class SwitchModel:
     model_type: str
 
 
-Event = Click | Undo | Clear | SetPrompts | Choose | ChangeSettings | SwitchModel
+@dataclass(frozen=True)
+class NewObject:
+    """Commit the object being edited (its exact full-resolution mask is computed) and start the next."""
+
+
+@dataclass(frozen=True)
+class SelectObject:
+    """Edit committed object ``object_id`` again (the object being edited is committed first)."""
+
+    object_id: int
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    """Delete committed object ``object_id``; None: discard the object being edited."""
+
+    object_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SetLabel:
+    """Name the object being edited (``object_id`` None) or a committed one."""
+
+    label: str
+    object_id: int | None = None
+
+
+@dataclass(frozen=True)
+class EditMask:
+    """Edit the chosen mask of the object being edited (a :mod:`sam_core.core.mask_edits` value)."""
+
+    edit: MaskEdit
+
+
+Event = (
+    Click
+    | Undo
+    | Clear
+    | SetPrompts
+    | Choose
+    | ChangeSettings
+    | SwitchModel
+    | NewObject
+    | SelectObject
+    | DeleteObject
+    | SetLabel
+    | EditMask
+)
 
 
 # --------------------------------------------------------------------------- images
@@ -127,6 +176,20 @@ class ImageEntry:
             cache[side] = (small, self.scale * s)
         return cache[side]
 
+    def encoder_input(self, clahe: Clahe | None) -> tuple[np.ndarray, str]:
+        """(The (H, W, 3) image the encoder sees, its embedding key): the image itself and its
+        key, or with ``clahe`` the enhanced image (made once per entry and setting) and
+        ``<key>-<clahe key>``, so an enhanced embedding never mixes with the plain one."""
+        if clahe is None:
+            return self.image.rgb, self.key
+        cache: dict[str, np.ndarray] = self.__dict__.setdefault("_enhanced", {})
+        key = clahe.key()
+        if key not in cache:
+            enhanced = apply_clahe(self.image.rgb, clahe)
+            enhanced.flags.writeable = False
+            cache[key] = enhanced
+        return cache[key], f"{self.key}-{key}"
+
     def named(self, name: str | None) -> ImageEntry:
         """The shared entry (keyed by pixels) as one caller sees it: with that caller's own file
         name, never the name under which another visitor first uploaded the same pixels."""
@@ -141,11 +204,16 @@ def derive_candidates(
     settings: Settings,
     chosen: int,
     mask_input: np.ndarray | None = None,
+    *,
+    edits: tuple[MaskEdit, ...] = (),
+    taken: np.ndarray | None = None,
 ) -> Candidates:
     """Preview masks per ``settings`` (threshold, islands, holes) and the chosen mask's metrics.
 
     ``mask_input``: the (1, 256, 256) logits the decoder was given (refinement), kept so that an
-    export can replay the decode exactly.
+    export can replay the decode exactly. ``edits``: applied to the chosen mask (sizes in
+    full-image px); ``taken``: (h, w) bool preview pixels of earlier objects, removed from it
+    afterwards (*Exclude committed objects*). The metrics are the final mask's.
     """
     masks = result.preview_masks(entry.preview_size, threshold=settings.threshold)
     if settings.min_island or settings.min_hole:
@@ -157,8 +225,14 @@ def derive_candidates(
             ]
         )
     masks.flags.writeable = False
-    metrics = mask_metrics(masks[chosen], scale=entry.scale)
-    return Candidates(result, masks, settings.mask_key, chosen, metrics, mask_input)
+    final = masks[chosen]
+    if edits:
+        final = apply_edits(final, edits, scale=entry.scale)
+    if taken is not None:
+        final = final & ~taken
+    final.flags.writeable = False
+    metrics = mask_metrics(final, scale=entry.scale)
+    return Candidates(result, masks, settings.mask_key, chosen, metrics, mask_input, final)
 
 
 class Studio:
@@ -180,6 +254,9 @@ class Studio:
         self.outputs_dir = Path(outputs_dir)
         self.max_pixels = max_pixels
         self.images: LRUCache[ImageEntry] = LRUCache(64, image_cache_mb << 20, lambda e: e.nbytes)
+        # Preview-size renders shared by every visitor, keyed by what they show (e.g. the
+        # committed objects over an image): made once per change, not once per click.
+        self.renders: LRUCache[Any] = LRUCache(64, 512 << 20, lambda v: int(getattr(v, "nbytes", 0)) or 1)
         self.runlog = RunLog(self.outputs_dir / "logs")
         # Called with every record log_run appends (e.g. the Prometheus exporter); errors are logged.
         self.observers: list[Callable[[RunRecord], None]] = []
@@ -255,10 +332,21 @@ class Studio:
         """Run the image encoder for the session's image and model unless cached; returns cache_hit."""
         entry = self.entry(state)
         seg = self.segmenter(state.model_type, progress)
-        if progress and not seg.is_cached(entry.key):
-            progress(0.3, f"Encoding the image with {seg.model_type}…")
-        _, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+        clahe = state.settings.enhancement
+        if progress and not seg.is_cached(entry.encoder_input(clahe)[1]):
+            what = "" if clahe is None else f" (contrast-enhanced: CLAHE clip {clahe.clip_limit:g})"
+            progress(0.3, f"Encoding the image{what} with {seg.model_type}…")
+        _, hit = self.embed(state, entry, seg)
         return hit
+
+    def embed(
+        self, state: SessionState, entry: ImageEntry | None = None, seg: Segmenter | None = None
+    ) -> tuple[Embedding, bool]:
+        """The embedding of the session's image for its model and pre-processing (cached): (embedding, cache_hit)."""
+        entry = entry or self.entry(state)
+        seg = seg or self.segmenter(state.model_type)
+        rgb, key = entry.encoder_input(state.settings.enhancement)
+        return seg.embed(rgb, image_key=key)
 
     # ----------------------------------------------------------------- events
     def handle(
@@ -279,8 +367,10 @@ class Studio:
                 return self.run(state.with_prompts(prompts), source=source)
             case Undo():
                 undone = state.undo()
-                if undone.prompts == state.prompts or not undone.has_image:  # only a pending corner went
+                if not undone.has_image or undone.step == state.step:  # only a pending corner went
                     return undone
+                if undone.prompts == state.prompts:  # an edit of the mask was undone
+                    return self.rederive(undone)
                 return self.run(undone, source=source)
             case Clear():
                 return state.clear()
@@ -292,12 +382,31 @@ class Studio:
             case ChangeSettings(settings):
                 old = state.settings
                 state = dataclasses.replace(state, settings=settings)
+                if settings.clahe != old.clahe and state.has_image:
+                    self.ensure_embedding(state, progress)  # the encoder sees another image
+                    return self.run(state, source=source)
                 if settings.multimask != old.multimask and state.has_image:
                     return self.run(state, source=source)
-                if settings.mask_key != old.mask_key and state.candidates is not None:
-                    cands = state.candidates
-                    return dataclasses.replace(state, candidates=self._derive(state, cands.result, cands.chosen))
+                if settings.mask_key != old.mask_key or settings.exclude != old.exclude:
+                    return self.rederive(state)
                 return state
+            case NewObject():
+                if state.candidates is None:
+                    raise UserError("Nothing to commit yet: click on an object first, then New object (n).")
+                return state.committed(self.make_object(state))
+            case SelectObject(object_id):
+                if object_id == state.current_id:
+                    return state
+                state.object(object_id)  # a clear message when it does not exist
+                if state.candidates is not None:
+                    state = state.committed(self.make_object(state))
+                return self.rederive(state.editing(object_id))
+            case DeleteObject(object_id):
+                return state.deleted(object_id)
+            case SetLabel(label, object_id):
+                return state.labelled(label, object_id)
+            case EditMask(edit):
+                return self.rederive(state.with_edit(edit))
             case SwitchModel(model_type):
                 seg = self.segmenter(model_type, progress)
                 state = dataclasses.replace(state, model_type=seg.model_type, candidates=None)
@@ -329,7 +438,7 @@ class Studio:
         if state.settings.refine and state.candidates is not None:
             mask_input = state.candidates.result.low_res_logits[state.chosen][None]
         t0 = time.perf_counter()
-        emb, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+        emb, hit = self.embed(state, entry, seg)
         encode_ms = (time.perf_counter() - t0) * 1000
         result = seg.decode(
             emb,
@@ -346,7 +455,9 @@ class Studio:
                 result, timings={**result.timings, "decoder": decoder, "decode_ms": round(float(browser_decode_ms), 2)}
             )
         index = result.best_index if chosen is None or not 0 <= chosen < len(result.scores) else int(chosen)
-        cands = derive_candidates(result, entry, state.settings, index, mask_input)
+        cands = derive_candidates(
+            result, entry, state.settings, index, mask_input, edits=state.edits, taken=self.taken(state, entry)
+        )
         new = dataclasses.replace(state, candidates=cands)
         self.log_run(new, entry, seg, source, cands.metrics, decoder=decoder)
         return new
@@ -365,7 +476,7 @@ class Studio:
             return cands.result
         entry = self.entry(state)
         seg = self.segmenter(state.model_type)
-        emb, hit = seg.embed(entry.image.rgb, image_key=entry.key)
+        emb, hit = self.embed(state, entry, seg)
         return seg.decode(
             emb,
             state.prompts,
@@ -380,7 +491,79 @@ class Studio:
     ) -> Candidates:
         old = state.candidates
         mask_input = old.mask_input if old is not None and old.result is result else None
-        return derive_candidates(result, entry or self.entry(state), state.settings, chosen, mask_input)
+        entry = entry or self.entry(state)
+        return derive_candidates(
+            result, entry, state.settings, chosen, mask_input, edits=state.edits, taken=self.taken(state, entry)
+        )
+
+    def rederive(self, state: SessionState) -> SessionState:
+        """The same decode, its masks derived again (settings, edits or earlier objects changed)."""
+        cands = state.candidates
+        if cands is None:
+            return state
+        return dataclasses.replace(state, candidates=self._derive(state, cands.result, cands.chosen))
+
+    # ----------------------------------------------------------------- objects
+    def taken(self, state: SessionState, entry: ImageEntry) -> np.ndarray | None:
+        """(h, w) bool preview pixels of the objects before the one being edited (ids below its
+        id), when *Exclude committed objects* is on; None otherwise or when there are none."""
+        if not state.settings.exclude:
+            return None
+        earlier = [o.mask for o in state.objects if o.object_id < state.current_id]
+        if not earlier:
+            return None
+        taken = np.zeros(entry.preview.shape[:2], bool)
+        for m in earlier:
+            taken |= m
+        return taken
+
+    def make_object(self, state: SessionState) -> AnnotObject:
+        """The object being edited as a committed object: its exact full-resolution mask (the
+        torch decoder, the mask settings, its edits; not the exclusion rule, which is applied
+        by id order wherever objects are combined) as COCO RLE, and its preview mask."""
+        cands = state.candidates
+        if cands is None:
+            raise UserError("Nothing to commit yet: click on an object first.")
+        entry = self.entry(state)
+        exact = self.exact_result(state)
+        full = self.full_mask(state, result=exact, exclusive=False)
+        preview_mask = cands.masks[cands.chosen]
+        if state.edits:
+            preview_mask = apply_edits(preview_mask, state.edits, scale=entry.scale)
+        preview_mask = np.array(preview_mask, bool)
+        preview_mask.flags.writeable = False
+        return AnnotObject(
+            object_id=state.current_id,
+            label=state.label,
+            prompts=state.prompts,
+            history=state.history,
+            candidates=cands,
+            edits=state.edits,
+            settings=state.settings,
+            mask=preview_mask,
+            rle=rle_encode(full),
+            area=mask_area(full),
+            scores=tuple(float(v) for v in exact.scores),
+        )
+
+    def object_masks(self, state: SessionState) -> list[tuple[AnnotObject, np.ndarray]]:
+        """Every object of the image with its final full-resolution (H, W) bool mask, by id:
+        the committed ones and the one being edited (when it has a mask). With *Exclude committed
+        objects*, each mask loses the pixels of every object with a smaller id."""
+        objects = list(state.objects)
+        if state.candidates is not None:
+            objects.append(self.make_object(state))
+        objects.sort(key=lambda o: o.object_id)
+        out: list[tuple[AnnotObject, np.ndarray]] = []
+        taken: np.ndarray | None = None
+        for obj in objects:
+            mask = rle_decode(obj.rle)
+            if state.settings.exclude:
+                if taken is None:
+                    taken = np.zeros_like(mask)
+                mask, taken = mask & ~taken, taken | mask
+            out.append((obj, mask))
+        return out
 
     def log_run(
         self,
@@ -414,9 +597,16 @@ class Studio:
 
     # ----------------------------------------------------------------- masks
     def full_mask(
-        self, state: SessionState, index: int | None = None, *, result: SegmentResult | None = None
+        self,
+        state: SessionState,
+        index: int | None = None,
+        *,
+        result: SegmentResult | None = None,
+        exclusive: bool = True,
     ) -> np.ndarray:
-        """(H, W) bool chosen (or ``index``) mask at full resolution, post-processed per settings.
+        """(H, W) bool chosen (or ``index``) mask at full resolution, as shown: post-processed per
+        settings, with the object's edits and (``exclusive`` and *Exclude committed objects* on)
+        without the pixels of earlier objects.
 
         Computed from ``result`` when given, else from :meth:`exact_result` (torch's decode).
         """
@@ -427,4 +617,10 @@ class Studio:
         s = state.settings
         if s.min_island or s.min_hole:
             mask = postprocess_mask(mask, min_island=s.min_island, min_hole=s.min_hole)
+        if state.edits:
+            mask = apply_edits(mask, state.edits, scale=1.0)
+        if exclusive and s.exclude:
+            for obj in state.objects:
+                if obj.object_id < state.current_id:
+                    mask &= ~rle_decode(obj.rle)
         return mask

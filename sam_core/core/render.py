@@ -26,6 +26,7 @@ __all__ = [
     "BG_COLOR",
     "BOX_COLOR",
     "FG_COLOR",
+    "OBJECT_PALETTE",
     "OUTLINE_COLOR",
     "PALETTE",
     "candidate_thumbnail",
@@ -40,6 +41,20 @@ Color = tuple[int, int, int]
 
 #: Colours of SAM's candidate masks 0, 1, 2 (RGB): dodger blue, dark orange, magenta.
 PALETTE: list[Color] = [(30, 144, 255), (255, 140, 0), (200, 50, 200)]
+#: Colours of committed annotation objects (object id 1, 2, ... cycle through them), chosen to
+#: differ from the candidate colours above and from the prompt colours below.
+OBJECT_PALETTE: list[Color] = [
+    (0, 190, 160),  # teal
+    (235, 90, 90),  # coral
+    (150, 110, 230),  # violet
+    (130, 205, 60),  # lime
+    (255, 120, 190),  # pink
+    (60, 110, 200),  # steel blue
+    (215, 160, 60),  # ochre
+    (90, 210, 235),  # cyan
+    (175, 115, 75),  # brown
+    (170, 170, 170),  # grey
+]
 #: Foreground (label 1) point colour.
 FG_COLOR: Color = (40, 200, 60)
 #: Background (label 0) point colour.
@@ -118,6 +133,46 @@ def overlay_mask(
         contours, _ = cv2.findContours(sub_mask.view(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x1, y1))
         cv2.drawContours(out, contours, -1, _WHITE, contour_px + 2, cv2.LINE_8)
         cv2.drawContours(out, contours, -1, _brighter(color), contour_px, cv2.LINE_8)
+    return out
+
+
+def object_color(object_id: int) -> Color:
+    """The colour of annotation object ``object_id`` (1-based)."""
+    return OBJECT_PALETTE[(object_id - 1) % len(OBJECT_PALETTE)]
+
+
+def draw_objects(
+    image: np.ndarray,
+    objects: Sequence[tuple[int, str, np.ndarray]],
+    *,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """Annotation objects over ``image``: a new (H, W, 3) uint8 image.
+
+    ``objects``: (object id, label, (H, W) bool mask) in painting order; each is tinted in
+    :func:`object_color` with a morphological outline, and ``#id label`` is written at the
+    top-left of its bbox (x right, y down, pixels of ``image``).
+    """
+    out = check_image(image).copy()
+    h = out.shape[0]
+    scale = max(0.35, h / 1400)
+    thick = max(1, round(scale * 2))
+    for object_id, _, mask in objects:
+        out = overlay_mask(out, mask, color=object_color(object_id), alpha=alpha, outline="morphology")
+    placed: list[tuple[int, int, int, int]] = []  # tag rectangles drawn so far: later tags move down
+    for object_id, label, mask in objects:
+        box = bbox_tuple(mask)
+        if box is None:
+            continue
+        text = f"#{object_id} {label}"[:40]
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        x = min(max(0, box[0]), max(0, out.shape[1] - tw - 4))
+        y = max(th + base + 2, box[1])
+        while any(x < r[2] and r[0] < x + tw + 4 and y - th - base - 2 < r[3] and r[1] < y for r in placed):
+            y += th + base + 3
+        placed.append((x, y - th - base - 2, x + tw + 4, y))
+        cv2.rectangle(out, (x, y - th - base - 2), (x + tw + 4, y), object_color(object_id), -1)
+        cv2.putText(out, text, (x + 2, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, _WHITE, thick, cv2.LINE_AA)
     return out
 
 

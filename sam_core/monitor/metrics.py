@@ -113,14 +113,24 @@ class MetricsExporter:
         )
         self.empty_masks = Counter("sam_masks_empty", "Chosen masks with no pixel", registry=r)
         self.full_masks = Counter("sam_masks_full", "Chosen masks touching all four image borders", registry=r)
+        self.preprocessed = Counter(
+            "sam_segmentations_preprocessed",
+            "Segmentations by the image encoder's pre-processing (none, or clahe: contrast enhancement)",
+            ["preprocess"],
+            registry=r,
+        )
         for source in (*SOURCES, "other"):  # every series exists from the start (rate() needs a 0)
             self.segmentations.labels(source)
+        for kind in ("none", "clahe"):
+            self.preprocessed.labels(kind)
         r.register(_AlertCollector(self))
 
     def observe(self, record: RunRecord) -> None:
         """Count one logged run (a ``Studio.observers`` callback)."""
         source = record.source if record.source in SOURCES else "other"
         self.segmentations.labels(source).inc()
+        pre = str((record.extra or {}).get("preprocess") or "none")
+        self.preprocessed.labels("clahe" if pre.startswith("clahe") else "none").inc()
         if record.decode_ms is not None:
             self.decode_seconds.observe(record.decode_ms / 1000.0)
         if record.cache_hit:

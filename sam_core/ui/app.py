@@ -33,6 +33,8 @@ CSS = """
    replaces the server's gallery and chosen-mask image, and its canvas overlays the input. */
 #browser-decoder { display: none; }
 body.sam-browser-decoder #candidates, body.sam-browser-decoder #result { display: none; }
+#objects .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: middle; }
+#shortcuts kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding: 0 4px; font-size: 0.8rem; }
 #browser-candidates .bd-note { font-size: 0.85rem; opacity: 0.8; min-height: 1.2em; }
 #browser-candidates .bd-title { display: none; font-size: 0.85rem; opacity: 0.8; margin: 2px 0; }
 body.sam-browser-decoder #browser-candidates .bd-title { display: block; }

@@ -32,7 +32,7 @@ from typing import Any
 from sam_core.app.session import PromptMode, SessionState
 from sam_core.app.studio import ImageEntry, Studio
 from sam_core.core.files import write_atomic
-from sam_core.core.render import PALETTE
+from sam_core.core.render import PALETTE, encode_png
 from sam_core.model import browser_embedding
 from sam_core.model.onnx_decoder import low_res_graph
 from sam_core.model.segmenter import Segmenter
@@ -52,6 +52,16 @@ if (sync.module_url) {
     .catch((err) => console.error("SAM Studio browser decoder:", err));
 }
 """
+
+
+def server_reason(state: SessionState) -> str | None:
+    """Why the server must draw this session's masks even where the browser decodes, or None."""
+    s = state.settings
+    if s.min_island or s.min_hole:
+        return "mask clean-up (islands / holes) is applied on the server"
+    if state.edits:
+        return "the mask has edits (grow, fill, brush, ...), which the server applies"
+    return None
 
 
 class BrowserAssets:
@@ -96,16 +106,20 @@ class BrowserAssets:
         return (None, known) if isinstance(known, str) else (known, None)
 
     # -------------------------------------------------------------- embeddings
-    def embedding_file(self, seg: Segmenter, entry: ImageEntry) -> Path:
-        """The fp16 embedding file of ``entry`` for ``seg`` (written once, LRU of 64 files)."""
+    def embedding_file(self, seg: Segmenter, entry: ImageEntry, state: SessionState | None = None) -> Path:
+        """The fp16 embedding file of ``entry`` for ``seg`` and the session's pre-processing (written
+        once, LRU of 64 files). Its header names the image (the page checks it); its file name
+        also carries the pre-processing, so a contrast-enhanced embedding has its own URL."""
         mid = browser_embedding.model_id(seg.model_type, seg.weights_id)
-        key = (mid, entry.key)
+        state = state or SessionState(image_key=entry.key)
+        _, enc_key = entry.encoder_input(state.settings.enhancement)
+        key = (mid, enc_key)
         with self._lock:
             path = self._files.get(key)
             if path is not None and path.exists():
                 self._files.move_to_end(key)
                 return path
-        emb, _ = seg.embed(entry.image.rgb, image_key=entry.key)
+        emb, _ = self.studio.embed(state, entry, seg)
         data = browser_embedding.encode(
             emb.features.detach().float().cpu().numpy(),
             model_id=mid,
@@ -113,7 +127,8 @@ class BrowserAssets:
             image_size=emb.image_size,
             input_size=emb.input_size,
         )
-        name = f"{self._token[:16]}-{seg.model_type}-{entry.key[:16]}.samemb"
+        suffix = enc_key[len(entry.key) :]  # "" or "-clahe2.0x8"
+        name = f"{self._token[:16]}-{seg.model_type}-{entry.key[:16]}{suffix}.samemb"
         path = write_atomic(self.dir / name, data)
         with self._lock:
             self._files[key] = path
@@ -141,9 +156,10 @@ class BrowserAssets:
             "refine": s.refine,
             "image_key": None,
         }
-        if s.min_island or s.min_hole:
+        reason = server_reason(state)
+        if reason:
             out["path"] = "server"
-            out["path_reason"] = "mask clean-up (islands / holes) is applied on the server"
+            out["path_reason"] = reason
         if out["path"] == "server":
             return json.dumps(out)
         runtime_error = ensure_ort_runtime()  # fetched once per machine, then a cached check
@@ -163,12 +179,38 @@ class BrowserAssets:
         entry = self.studio.entry(state)
         out.update(
             image_key=entry.key,
-            embedding_url=file_url(self.embedding_file(seg, entry)),
+            embedding_url=file_url(self.embedding_file(seg, entry, state)),
             full=[entry.image.size.width, entry.image.size.height],
             preview=[entry.preview_size.width, entry.preview_size.height],
             scale=entry.scale,
             prompts=state.prompts.to_dict(),
             pending_corner=list(state.pending_corner) if state.pending_corner else None,
             chosen=state.chosen,
+            taken_url=self.taken_file(state, entry),
         )
         return json.dumps(out)
+
+    def taken_file(self, state: SessionState, entry: ImageEntry) -> str | None:
+        """URL of the preview pixels the object being edited may not cover (*Exclude committed
+        objects*; a 0/255 greyscale PNG at the preview size), or None. Written once per set of
+        earlier objects and kept with the embedding files (same LRU)."""
+        if not state.settings.exclude:
+            return None
+        earlier = tuple((o.object_id, o.rev) for o in state.objects if o.object_id < state.current_id)
+        if not earlier:
+            return None
+        key = ("taken", entry.key + ":" + ",".join(f"{i}.{r}" for i, r in earlier))
+        with self._lock:
+            path = self._files.get(key)
+        if path is None or not path.exists():
+            taken = self.studio.taken(state, entry)
+            if taken is None:
+                return None
+            name = f"{self._token[:16]}-taken-{uuid.uuid4().hex[:12]}.png"
+            path = write_atomic(self.dir / name, encode_png(taken))
+            with self._lock:
+                self._files[key] = path
+                while len(self._files) > MAX_EMBEDDING_FILES:
+                    _, old = self._files.popitem(last=False)
+                    old.unlink(missing_ok=True)
+        return file_url(path)

@@ -14,18 +14,30 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sam_core.app.session import SessionState
-from sam_core.app.studio import Studio
+from sam_core.app.studio import ImageEntry, Studio
 from sam_core.core.errors import PromptError
 from sam_core.core.files import prune_dir
 from sam_core.core.prompts import Prompts
-from sam_core.core.render import PALETTE, candidate_thumbnails, draw_prompts, encode_jpeg, encode_mask_png
+from sam_core.core.render import (
+    PALETTE,
+    candidate_thumbnails,
+    draw_objects,
+    draw_prompts,
+    encode_jpeg,
+    encode_mask_png,
+    encode_png,
+    object_color,
+)
 from sam_core.core.sizes import ImageSize
 
 THUMB_SIDE = 320
 RENDER_TTL_S = 120
 
 ROW_HEADERS = ["label", "x", "y", "x2", "y2"]
+OBJECT_HEADERS = ["id", "label", "colour", "area (px)", "score", "state"]
 
 METRIC_LABELS = {
     "index": "candidate",
@@ -43,6 +55,7 @@ METRIC_LABELS = {
     "precision": "precision",
     "image": "image (px)",
     "measured_on": "measured on",
+    "preprocess": "pre-processing",
 }
 
 
@@ -76,11 +89,12 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
     if not state.has_image:
         return View(None, [], None, None, {}, [], status or "Upload an image or pick an example.")
     entry = studio.entry(state)
+    base, _ = objects_layer(studio, state, entry)
     if browser:
-        drawn = entry.preview
+        drawn = base
     else:
         drawn = draw_prompts(
-            entry.preview,
+            base,
             state.prompts.points,
             state.prompts.box,
             scale=entry.scale,
@@ -112,12 +126,75 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
             gallery.append((_write(studio, state, f"cand{i}", encode_jpeg(thumb, quality=85), "jpg"), caption))
         selected = cands.chosen
         label = f"mask {cands.chosen + 1} ({res.scores[cands.chosen]:.3f})"
-        png = encode_mask_png(cands.masks[cands.chosen], colors[cands.chosen], state.settings.alpha)
+        png = encode_mask_png(cands.shown, colors[cands.chosen], state.settings.alpha)
         annotated = (input_path, [(_write(studio, state, "mask", png, "png"), label)])
         metrics = metrics_dict(studio, state)
-    keep = {input_path, *(g[0] for g in gallery)} | ({annotated[1][0][0]} if annotated else set())
+    if annotated is None and state.objects and not browser:
+        annotated = (input_path, [])  # the committed objects, drawn into the input
+    keep = {input_path, *(g[0] for g in gallery)} | ({a[0] for a in annotated[1]} if annotated else set())
     prune_dir(studio.render_dir / state.session_id, RENDER_TTL_S, keep)
     return View(input_path, gallery, selected, annotated, metrics, prompt_rows(state.prompts), status)
+
+
+def objects_layer(studio: Studio, state: SessionState, entry: ImageEntry) -> tuple[np.ndarray, dict[int, float]]:
+    """The preview (h, w, 3) with the committed objects drawn in their colours (with *Exclude
+    committed objects*, each without the pixels of objects with smaller ids), and each object's
+    area as drawn, in full-image px. Cached in ``studio.renders`` by what it shows, so a click
+    with 10 objects in the image does not redraw them."""
+    if not state.objects:
+        return entry.preview, {}
+    exclude = state.settings.exclude
+    key = ("objects", entry.key, exclude, tuple((o.object_id, o.rev) for o in state.objects))
+
+    def make() -> tuple[np.ndarray, dict[int, float]]:
+        drawn: list[tuple[int, str, np.ndarray]] = []
+        areas: dict[int, float] = {}
+        taken = np.zeros(entry.preview.shape[:2], bool) if exclude else None
+        for o in state.objects:  # by id
+            mask = o.mask
+            if taken is not None:
+                mask, taken = mask & ~taken, taken | mask
+                areas[o.object_id] = float(mask.sum()) / entry.scale**2
+            drawn.append((o.object_id, o.label, mask))
+        image = draw_objects(entry.preview, drawn)
+        image.flags.writeable = False
+        return image, areas
+
+    value, _ = studio.renders.get_or_create(key, make)
+    return value
+
+
+def object_rows(studio: Studio, state: SessionState) -> list[list[Any]]:
+    """The objects table: id, label, colour swatch (HTML), area (full-image px; ``≈`` when measured
+    on the preview after the exclusion rule), score, state (``editing`` for the object being edited)."""
+    if not state.has_image:
+        return []
+    entry = studio.entry(state)
+    _, areas = objects_layer(studio, state, entry)
+    rows: list[tuple[int, list[Any]]] = []
+    for o in state.objects:
+        area = f"≈{areas[o.object_id]:,.0f}" if o.object_id in areas else f"{o.area:,}"
+        rows.append((o.object_id, [o.object_id, o.label, _swatch(o.object_id), area, round(o.score, 3), ""]))
+    cands = state.candidates
+    if cands is not None:
+        score = round(float(cands.result.scores[cands.chosen]), 3)
+        area = f"≈{cands.metrics['area']:,.0f}" if state.scale != 1.0 else f"{cands.metrics['area']:,}"
+        rows.append(
+            (state.current_id, [state.current_id, state.label, _swatch(state.current_id), area, score, "editing"])
+        )
+    return [r for _, r in sorted(rows, key=lambda t: t[0])]
+
+
+def _swatch(object_id: int) -> str:
+    r, g, b = object_color(object_id)
+    return f"<span class='swatch' style='background:rgb({r},{g},{b})'></span> rgb({r},{g},{b})"
+
+
+def taken_png(studio: Studio, state: SessionState, entry: ImageEntry) -> bytes | None:
+    """The preview pixels the object being edited may not cover (*Exclude committed objects*) as
+    a greyscale PNG (255 = taken), for the browser decoder; None when nothing is taken."""
+    taken = studio.taken(state, entry)
+    return None if taken is None else encode_png(taken)
 
 
 def metrics_dict(studio: Studio, state: SessionState) -> dict[str, Any]:
@@ -144,7 +221,17 @@ def metrics_dict(studio: Studio, state: SessionState) -> dict[str, Any]:
         "precision": seg.placement.precision,
         "image": str(state.size),
         "measured_on": "full image" if state.scale == 1.0 else f"{preview[1]}×{preview[0]} preview (export is exact)",
+        "preprocess": _preprocess_text(state),
     }
+
+
+def _preprocess_text(state: SessionState) -> str:
+    clahe = state.settings.enhancement
+    return (
+        "none"
+        if clahe is None
+        else f"CLAHE clip {clahe.clip_limit:g}, {clahe.tile_grid}×{clahe.tile_grid} tiles (L channel)"
+    )
 
 
 def metrics_html(metrics: dict[str, Any]) -> str:
@@ -170,6 +257,11 @@ def status_text(state: SessionState) -> str:
         x, y = state.pending_corner
         return f"Box: first corner at ({x:g}, {y:g}) — now click the opposite corner."
     if state.result is None:
+        if state.objects:
+            return (
+                f"{len(state.objects)} object{'s' if len(state.objects) > 1 else ''} · object {state.current_id} "
+                f"({state.label}): click on it, or select an object in the list to edit it."
+            )
         return "Click on the object (foreground), on what to exclude (background), or draw a box."
     t = state.result.timings
     hit = "cached embedding" if t["cache_hit"] else f"encoded in {t['encode_ms']:.0f} ms"

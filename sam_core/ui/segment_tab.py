@@ -15,19 +15,35 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from sam_core.app import export
+from sam_core.app import annotation, export
 from sam_core.app.session import BROWSER_MODELS, DECODER_PATHS, PromptMode, SessionState, Settings
-from sam_core.app.studio import ChangeSettings, Choose, Clear, Click, Event, SetPrompts, Studio, SwitchModel, Undo
+from sam_core.app.studio import (
+    ChangeSettings,
+    Choose,
+    Clear,
+    Click,
+    DeleteObject,
+    Event,
+    NewObject,
+    SelectObject,
+    SetLabel,
+    SetPrompts,
+    Studio,
+    SwitchModel,
+    Undo,
+)
 from sam_core.core.errors import PromptError, UserError
 from sam_core.core.prompts import Prompts
 from sam_core.model.registry import MODEL_TYPES
-from sam_core.ui.browser_decoder import JS_ON_LOAD, BrowserAssets
+from sam_core.ui.browser_decoder import JS_ON_LOAD, BrowserAssets, server_reason
 from sam_core.ui.common import gpu_handlers, user_errors
 from sam_core.ui.components import FastAnnotatedImage, RawImage
 from sam_core.ui.present import (
+    OBJECT_HEADERS,
     ROW_HEADERS,
     metrics_dict,
     metrics_html,
+    object_rows,
     prompt_rows,
     prompts_from_rows,
     render_view,
@@ -50,6 +66,17 @@ PATH_LABELS = {
 }
 BROWSER_MODEL_LABELS = {"quantized": "quantized (4.7 MB)", "fp32": "fp32 (16.5 MB, exact to 1e-4)"}
 
+# Keyboard shortcuts (static/sam_decoder.js binds them; never while typing in a field).
+SHORTCUTS = (
+    ("f", "foreground point"),
+    ("b", "background point"),
+    ("x", "box"),
+    ("n", "new object"),
+    ("z", "undo"),
+    ("1 / 2 / 3", "choose candidate"),
+)
+SHORTCUTS_MD = "**Shortcuts** · " + " · ".join(f"<kbd>{k}</kbd> {what}" for k, what in SHORTCUTS)
+
 # Handlers that run the model: wrapped with spaces.GPU on ZeroGPU Spaces.
 GPU_HANDLERS = (
     "upload",
@@ -64,6 +91,12 @@ GPU_HANDLERS = (
     "save",
     "api_segment",
     "browser_event",
+    "new_object",
+    "select_object",
+    "export_objects",
+    "save_bundle",
+    "open_bundle",
+    "api_annotate",
 )
 
 
@@ -78,6 +111,8 @@ class Outputs(NamedTuple):
     prompts: list[list[Any]]
     status: str
     client: str  # the browser decoder's sync value (JSON)
+    objects: list[list[Any]]  # the objects table
+    label: Any  # the label of the object being edited (a Dropdown update with the label names)
 
 
 class Handlers:
@@ -99,7 +134,10 @@ class Handlers:
     def render(self, state: SessionState, status: str | None = None) -> Outputs:
         """Present ``state``; ``status`` defaults to what to do next."""
         view = render_view(
-            self.studio, state, status_text(state) if status is None else status, browser=state.client == "browser"
+            self.studio,
+            state,
+            status_text(state) if status is None else status,
+            browser=state.client == "browser" and server_reason(state) is None,
         )
         gallery = gr.update(value=view.gallery or None, selected_index=view.selected)
         return Outputs(
@@ -111,6 +149,8 @@ class Handlers:
             view.rows,
             view.status,
             self.assets.sync(state, MODES),
+            object_rows(self.studio, state),
+            gr.update(value=state.label, choices=list(state.categories)),
         )
 
     def _apply(self, state: SessionState | None, event: Event, progress: Any = None) -> Outputs:
@@ -186,6 +226,9 @@ class Handlers:
         refine: bool,
         decoder_path: str = PATH_LABELS["auto"],
         browser_model: str = BROWSER_MODEL_LABELS["quantized"],
+        exclude: bool = False,
+        clahe: float = 0.0,
+        progress: Any = gr.Progress(),
     ) -> Outputs:
         paths = {label: value for value, label in PATH_LABELS.items()}
         models = {label: value for value, label in BROWSER_MODEL_LABELS.items()}
@@ -198,11 +241,13 @@ class Handlers:
             bool(refine),
             paths.get(decoder_path, decoder_path if decoder_path in DECODER_PATHS else "auto"),
             models.get(browser_model, browser_model if browser_model in BROWSER_MODELS else "quantized"),
+            bool(exclude),
+            min(40.0, max(0.0, float(clahe or 0.0))),
         )
         state = self._state(state)
         if new.decoder_path == "server" and state.client == "browser":
             state = dataclasses.replace(state, client="server")  # the server draws from now on
-        return self._apply(state, ChangeSettings(new))
+        return self._apply(state, ChangeSettings(new), progress)
 
     @user_errors
     def browser_event(self, state: SessionState | None, evt: gr.EventData) -> Outputs:
@@ -251,7 +296,91 @@ class Handlers:
         # status change (no render of the input, no sync value: this is the click's hot path).
         skip = gr.skip()
         metrics = metrics_html(metrics_dict(self.studio, state))
-        return Outputs(state, skip, skip, skip, metrics, prompt_rows(state.prompts), status_text(state), skip)
+        rows = object_rows(self.studio, state)
+        return Outputs(
+            state, skip, skip, skip, metrics, prompt_rows(state.prompts), status_text(state), skip, rows, skip
+        )
+
+    # -------------------------------------------------------------- objects
+    @user_errors
+    def new_object(self, state: SessionState | None) -> Outputs:
+        """Commit the object being edited and start the next one (key ``n``)."""
+        before = self._state(state)
+        out = self._apply(before, NewObject())
+        n = len(out.state.objects)
+        return out._replace(
+            status=f"Object {before.current_id} ({before.label}) committed · {n} in the image. {out.status}"
+        )
+
+    @user_errors
+    def select_object(self, state: SessionState | None, evt: gr.SelectData) -> Outputs:
+        """A click on a row of the objects table: edit that object again."""
+        row = evt.row_value if isinstance(getattr(evt, "row_value", None), list) else None
+        try:
+            object_id = int(row[0]) if row else int(object_rows(self.studio, self._state(state))[evt.index[0]][0])
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise UserError("Select an object by clicking its row in the objects table.") from None
+        return self._apply(state, SelectObject(object_id))
+
+    @user_errors
+    def delete_object(self, state: SessionState | None) -> Outputs:
+        """Delete the object being edited (select one in the table first to delete it)."""
+        before = self._state(state)
+        out = self._apply(before, DeleteObject(None))
+        return out._replace(status=f"Object {before.current_id} deleted. {out.status}")
+
+    @user_errors
+    def set_label(self, label: str | None, state: SessionState | None) -> Outputs:
+        return self._apply(state, SetLabel(str(label or "")))
+
+    @user_errors
+    def edit_objects(self, rows: Any, state: SessionState | None) -> Outputs:
+        """Labels edited in the objects table (the other columns are not editable)."""
+        state = self._state(state)
+        values = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
+        current = {r[0]: r[1] for r in object_rows(self.studio, state)}
+        for row in values:
+            try:
+                object_id = int(row[0])
+            except (TypeError, ValueError, IndexError):
+                continue
+            if object_id in current and len(row) > 1 and str(row[1]) != current[object_id]:
+                state = self.studio.handle(state, SetLabel(str(row[1]), object_id))
+        return self.render(state)
+
+    @user_errors
+    def export_objects(self, state: SessionState | None) -> Any:
+        """Every object of the image: label map, COCO (RLE and polygons), YOLO, cut-outs."""
+        paths = [str(p) for p in annotation.export_objects(self.studio, self._state(state))]
+        return gr.update(value=paths, visible=True)
+
+    @user_errors
+    def save_bundle(self, state: SessionState | None) -> Any:
+        path = annotation.save_bundle(self.studio, self._state(state))
+        return gr.update(value=[str(path)], visible=True)
+
+    @user_errors
+    def open_bundle(self, path: str | None, state: SessionState | None) -> Outputs:
+        state = self._state(state)
+        if not path:
+            return _skip_all()
+        new, report = annotation.open_bundle(self.studio, state, path)
+        return self.render(new, report)
+
+    @user_errors
+    def api_annotate(
+        self, image_file: str | None, objects: str, exclude_committed: bool, multimask: bool
+    ) -> tuple[dict[str, Any], str]:
+        """``/annotate``: (COCO instances JSON, label-map PNG path)."""
+        coco, path = annotation.annotate_file(
+            self.studio,
+            image_file or "",
+            objects,
+            exclude_committed=bool(exclude_committed),
+            multimask=bool(multimask),
+            name=Path(image_file).name if image_file else None,
+        )
+        return coco, str(path)
 
     @user_errors
     def switch_model(
@@ -329,6 +458,50 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
                 undo = gr.Button("↶ Undo", elem_id="undo", scale=1, min_width=80)
                 clear = gr.Button("Clear", elem_id="clear", scale=1, min_width=80)
             status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
+            with gr.Group(elem_id="objects-panel"):
+                with gr.Row(equal_height=True):
+                    label = gr.Dropdown(
+                        ["object"],
+                        value="object",
+                        allow_custom_value=True,
+                        filterable=True,
+                        label="Label of this object (type a new name or pick one)",
+                        elem_id="object-label",
+                        scale=3,
+                    )
+                    new_obj = gr.Button(
+                        "New object (n)", elem_id="new-object", variant="primary", scale=1, min_width=110
+                    )
+                    delete_obj = gr.Button("Delete object", elem_id="delete-object", scale=1, min_width=100)
+                exclude = gr.Checkbox(
+                    False,
+                    label="Exclude committed objects (a new object never covers pixels of earlier ones)",
+                    elem_id="exclude-committed",
+                )
+                objects = gr.Dataframe(
+                    headers=OBJECT_HEADERS,
+                    datatype=["number", "str", "html", "str", "number", "str"],
+                    column_count=(6, "fixed"),  # type: ignore[arg-type]
+                    row_count=0,
+                    interactive=True,
+                    static_columns=[0, 2, 3, 4, 5],
+                    label="Objects (click a row to edit that object; edit a label in place)",
+                    elem_id="objects",
+                )
+            gr.Markdown(SHORTCUTS_MD, elem_id="shortcuts")
+            with gr.Row():
+                export_objs = gr.Button(
+                    "Export objects (label map, COCO, YOLO, cut-outs)", elem_id="export-objects", size="sm"
+                )
+                save_bundle = gr.Button("Save bundle", elem_id="save-bundle", size="sm")
+                open_bundle = gr.UploadButton(
+                    "Open bundle…",
+                    file_types=[".zip"],
+                    file_count="single",
+                    type="filepath",
+                    elem_id="open-bundle",
+                    size="sm",
+                )
             prompts = gr.Dataframe(
                 headers=ROW_HEADERS,
                 datatype=["str", "number", "number", "str", "str"],
@@ -384,6 +557,16 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
                     min_island = gr.Number(0, label="Remove islands below (px)", precision=0, minimum=0)
                     min_hole = gr.Number(0, label="Fill holes below (px)", precision=0, minimum=0)
                 refine = gr.Checkbox(False, label="Refine with previous mask", elem_id="refine")
+                clahe = gr.Slider(
+                    0,
+                    8,
+                    value=0,
+                    step=0.5,
+                    label="Contrast enhancement before the encoder (CLAHE clip limit on the L channel; 0 = off)",
+                    info="For low-contrast images: the encoder sees the enhanced image (its own cached embedding); "
+                    "the view and the exports keep the original pixels.",
+                    elem_id="clahe",
+                )
                 decoder_path = gr.Radio(
                     list(PATH_LABELS.values()),
                     value=PATH_LABELS[decode_clicks],
@@ -409,7 +592,7 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
         apply_default_css=False,
     )
 
-    outputs = [state, image, candidates, result, metrics, prompts, status, client]
+    outputs = [state, image, candidates, result, metrics, prompts, status, client, objects, label]
     hidden: dict[str, Any] = {"api_visibility": "private"}
     image.upload(h.upload, [image, state], outputs, **hidden)
     image.clear(h.upload, [image, state], outputs, **hidden)
@@ -419,16 +602,36 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
     clear.click(h.clear, [state], outputs, **hidden)
     prompts.input(h.edit_prompts, [prompts, state], outputs, **hidden)
     candidates.select(h.choose, [state], outputs, **hidden)
-    settings = [state, multimask, threshold, alpha, min_island, min_hole, refine, decoder_path, browser_model]
-    for box in (multimask, refine, decoder_path, browser_model):
+    settings = [
+        state,
+        multimask,
+        threshold,
+        alpha,
+        min_island,
+        min_hole,
+        refine,
+        decoder_path,
+        browser_model,
+        exclude,
+        clahe,
+    ]
+    for box in (multimask, refine, decoder_path, browser_model, exclude):
         box.input(h.settings, settings, outputs, **hidden)
-    for slider in (threshold, alpha):
+    for slider in (threshold, alpha, clahe):
         slider.release(h.settings, settings, outputs, **hidden)
     for num in (min_island, min_hole):
         num.submit(h.settings, settings, outputs, **hidden)
         num.blur(h.settings, settings, outputs, **hidden)
     model.input(h.switch_model, [model, state], outputs, **hidden)
     client.submit(h.browser_event, [state], outputs, trigger_mode="always_last", show_progress="hidden", **hidden)
+    new_obj.click(h.new_object, [state], outputs, **hidden)
+    delete_obj.click(h.delete_object, [state], outputs, **hidden)
+    label.input(h.set_label, [label, state], outputs, **hidden)
+    objects.select(h.select_object, [state], outputs, **hidden)
+    objects.input(h.edit_objects, [objects, state], outputs, **hidden)
+    export_objs.click(h.export_objects, [state], downloads, **hidden)
+    save_bundle.click(h.save_bundle, [state], downloads, **hidden)
+    open_bundle.upload(h.open_bundle, [open_bundle, state], outputs, **hidden)
     export_btn.click(h.export, [state], downloads, **hidden)
     save.click(h.save, [state], saved, **hidden)
     # Examples: the table loads the inputs, then we open the image and run its preset.
@@ -447,6 +650,21 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
         [api_image, api_prompts, api_multimask],
         [api_summary, api_masks],
         api_name="segment",
+        api_visibility="public",
+    )
+    # Program API: /annotate (image, objects JSON, exclude_committed, multimask) -> (COCO JSON, label map PNG)
+    with gr.Row(visible=False):
+        ann_image = gr.File(type="filepath", label="image")
+        ann_objects = gr.Textbox(label="objects")
+        ann_exclude = gr.Checkbox(False, label="exclude_committed")
+        ann_multimask = gr.Checkbox(True, label="multimask")
+        ann_coco = gr.JSON(label="coco")
+        ann_map = gr.File(label="label_map")
+    ann_objects.submit(
+        h.api_annotate,
+        [ann_image, ann_objects, ann_exclude, ann_multimask],
+        [ann_coco, ann_map],
+        api_name="annotate",
         api_visibility="public",
     )
     return h

@@ -217,6 +217,7 @@ class BrowserDecoder {
     this.hoverEnabled = true; // the benchmark turns it off to time clicks that decode themselves
     this.stats = { clicks: [], hoverFrames: 0, decoderLoadMs: null, embeddings: [], refused: 0 };
     this.host = null;
+    this.taken = null; // {url, data: Uint8Array preview px, 1 = taken by an earlier object} (Exclude committed objects)
     window.samStudio = this; // for tests and the benchmark
     watch("value", () => this.onSync());
     this.onSync();
@@ -247,6 +248,7 @@ class BrowserDecoder {
     try {
       await this.ensureDecoder(s);
       if (s.image_key) await this.ensureEmbedding(s);
+      await this.ensureTaken(s);
     } catch (err) {
       return this.fail(String(err && err.message ? err.message : err));
     } finally {
@@ -373,6 +375,28 @@ class BrowserDecoder {
       imageKey: header.image_key,
       data,
     };
+  }
+
+  /** The pixels an earlier object holds (Exclude committed objects), as a preview-size 0/1 array. */
+  async ensureTaken(s) {
+    const url = s.taken_url || null;
+    if ((this.taken ? this.taken.url : null) === url) return;
+    if (!url) {
+      this.taken = null;
+      return;
+    }
+    const resp = await fetch(new URL(url, document.baseURI).href);
+    if (!resp.ok) throw new Error(`exclusion mask download failed (HTTP ${resp.status})`);
+    const bitmap = await createImageBitmap(await resp.blob());
+    const c = document.createElement("canvas");
+    c.width = bitmap.width;
+    c.height = bitmap.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0);
+    const px = ctx.getImageData(0, 0, c.width, c.height).data;
+    const data = new Uint8Array(c.width * c.height);
+    for (let i = 0; i < data.length; i++) data[i] = px[4 * i] > 127 ? 1 : 0;
+    this.taken = { url, data, w: c.width, h: c.height };
   }
 
   /** True when the embedding, the decoder and the page's image all belong to one model. */
@@ -634,12 +658,23 @@ class BrowserDecoder {
   /** Candidate i of a decode as a 0/1 mask at the preview size (made once per threshold). */
   previewMask(cands, i) {
     const s = this.sync;
-    const key = `${i}:${s.threshold}`;
+    const t = this.taken && this.taken.w === s.preview[0] && this.taken.h === s.preview[1] ? this.taken : null;
+    const key = `${i}:${s.threshold}:${t ? t.url : ""}`;
     if (!cands.preview[key]) {
       const [fw, fh] = s.full;
       const [inH, inW] = preprocessShape(fh, fw);
       const [pw, ph] = s.preview;
-      cands.preview[key] = upsampleMask(cands.lowRes, cands.idx[i] * LOW_RES * LOW_RES, inW, inH, pw, ph, s.threshold);
+      const out = upsampleMask(cands.lowRes, cands.idx[i] * LOW_RES * LOW_RES, inW, inH, pw, ph, s.threshold);
+      if (t) {
+        // Exclude committed objects: the pixels of earlier objects are never this object's.
+        for (let k = 0; k < out.mask.length; k++) {
+          if (out.mask[k] && t.data[k]) {
+            out.mask[k] = 0;
+            out.area--;
+          }
+        }
+      }
+      cands.preview[key] = out;
     }
     return cands.preview[key];
   }
@@ -814,5 +849,48 @@ export function attach(element, trigger, props, watch) {
     true
   );
   window.addEventListener("resize", () => bd.canDraw() && bd.draw());
+  document.addEventListener("keydown", (ev) => shortcut(bd, ev), true);
   return bd;
+}
+
+/** Keyboard shortcuts: f / b / x prompt mode, n new object, z undo, 1 / 2 / 3 candidate.
+ *  Never while typing in a field, and never with Ctrl / Alt / Meta held. */
+export function shortcut(bd, ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+  const t = ev.target;
+  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+  const key = ev.key.toLowerCase();
+  const modes = { f: "fg", b: "bg", x: "box" };
+  let done = false;
+  if (modes[key]) {
+    const map = (bd.sync && bd.sync.modes) || {};
+    const label = Object.keys(map).find((k) => map[k] === modes[key]);
+    const input = label && document.querySelector(`#prompt-mode input[value="${CSS.escape(label)}"]`);
+    if (input) {
+      input.click();
+      done = true;
+    }
+  } else if (key === "n" || key === "z") {
+    const button = document.querySelector(key === "n" ? "#new-object" : "#undo");
+    if (button) {
+      button.click();
+      done = true;
+    }
+  } else if (key === "1" || key === "2" || key === "3") {
+    const i = Number(key) - 1;
+    if (bd.active && bd.cands) {
+      bd.choose(i);
+      done = true;
+    } else {
+      const thumbs = document.querySelectorAll("#candidates .thumbnail-item");
+      if (thumbs[i]) {
+        thumbs[i].click();
+        done = true;
+      }
+    }
+  }
+  if (done) {
+    ev.preventDefault();
+    bd.stats.shortcuts = (bd.stats.shortcuts || 0) + 1;
+  }
 }
