@@ -5,7 +5,7 @@
     python -m sam_core.batch IMAGES... [--prompts F] [--reference DIR|COCO.json] [--prompt-from MODE]
         [--box-noise F] [--seed N] --model M [--checkpoint P] [--device D] --out DIR [--shard I/N]
         [--experiment none|box-scale|points|clicks] [--overlays] [--resume] [--batch-size N]
-        [--embeddings DIR]
+        [--embeddings DIR] [--clahe CLIP[xGRID]]
     python -m sam_core.batch merge DIR
     python -m sam_core.batch embed IMAGES... --model M --out EMB_DIR
 
@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sam_core.core.enhance import Clahe, parse_clahe
 from sam_core.core.errors import UserError
 from sam_core.core.evaluation import PROMPT_MODES
 from sam_core.core.images import DEFAULT_MAX_PIXELS
@@ -38,6 +39,14 @@ _EXPERIMENTS = ("none", "box-scale", "points", "clicks")  # experiments.EXPERIME
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown, and the examples' line breaks kept."""
+
+
+def _clahe_flag(text: str) -> Clahe | None:
+    """``--clahe``'s value: :func:`parse_clahe`, its ``UserError`` as an argparse error (status 2)."""
+    try:
+        return parse_clahe(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
@@ -111,6 +120,14 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard a previous run's results in --out")
     p.add_argument("--batch-size", type=int, default=1, help="images per encoder pass (for GPUs)")
     p.add_argument(
+        "--clahe",
+        type=_clahe_flag,
+        default=None,
+        metavar="CLIP[xGRID]",
+        help="contrast enhancement before the encoder: CLAHE on the L channel with this clip limit "
+        "(e.g. 2, or 2x8 for clip 2 on an 8x8 grid); off by default",
+    )
+    p.add_argument(
         "--embeddings",
         type=Path,
         default=env("SAM_EMBEDDINGS_DIR"),
@@ -180,6 +197,7 @@ def _run(argv: list[str]) -> int:
         log_dir=args.log_dir,
         run_log=not args.no_log,
         max_pixels=int(args.max_pixels),
+        clahe=args.clahe,
         progress_bar=not args.quiet,
     )
     seg = _segmenter(args, args.embeddings)

@@ -210,7 +210,7 @@ def summarize(
                 "mean_noc90": round(float(np.mean([c["noc90"] for c in curves])), 4),
                 "miou_at": {str(k + 1): round(float(v), 6) for k, v in enumerate(ious.mean(axis=0))},
             }
-    out.update({k: meta[k] for k in ("model", "test_model", "torch", "machines", "inputs") if k in meta})
+    out.update({k: meta[k] for k in ("model", "test_model", "torch", "machines", "inputs", "clahe") if k in meta})
     out["machine"] = "; ".join(meta.get("machines", []))
     if meta.get("test_model"):
         out["note"] = "test-tiny has random weights: these masks and scores are meaningless (pipeline check only)"
@@ -260,6 +260,11 @@ def _markdown(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], summary
     lines.append(
         f"Model `{model.get('model')}` ({model.get('device')}, {model.get('precision')}), torch {summary.get('torch')}."
     )
+    if summary.get("clahe"):
+        lines.append(
+            f"Encoder input contrast-enhanced with `{summary['clahe']}` (CLAHE on the L channel: clip limit x tile "
+            "grid); masks and metrics refer to the original image."
+        )
     if summary.get("note"):
         lines += ["", f"> **{summary['note']}.**"]
     c = summary["counts"]

@@ -55,6 +55,7 @@ from sam_core.batch.inputs import (
 )
 from sam_core.batch.outputs import columns_for
 from sam_core.batch.shards import ShardLayout, assemble
+from sam_core.core.enhance import Clahe, apply_clahe
 from sam_core.core.errors import ImageError, PromptError, UserError
 from sam_core.core.evaluation import BOUNDARY_TOLERANCE, PROMPT_MODES, boundary_f, dice, iou, prompts_from_reference
 from sam_core.core.files import safe_stem, write_atomic
@@ -90,6 +91,9 @@ class StudyConfig:
     ``(I, N)``, this run processes the images whose sorted index is I modulo N. ``log_dir``: the
     run log (default ``out/logs``, or ``out/shards/I-of-N/logs`` for a shard, since SQLite must
     not be shared between cluster nodes). ``max_images`` / ``max_pixels``: refuse larger inputs.
+    ``clahe``: contrast enhancement of the encoder's input (CLAHE on the L channel, see
+    :mod:`sam_core.core.enhance`); metrics, overlays, image stats and the ``image_hash`` of the
+    run log stay those of the original image. None (default): the encoder sees the image as is.
     """
 
     images: tuple[str, ...]
@@ -110,6 +114,7 @@ class StudyConfig:
     run_log: bool = True
     max_images: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    clahe: Clahe | None = None
     progress_bar: bool = False  # a tqdm bar on stderr (the command line turns it on)
 
     def __post_init__(self) -> None:
@@ -206,6 +211,10 @@ def _machine() -> str:
     return f"{platform.node() or 'unknown'} ({platform.machine()}, {os.cpu_count()} CPUs{gpu})"
 
 
+def _clahe_key(clahe: Clahe | None) -> str | None:
+    return None if clahe is None else clahe.key()
+
+
 def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any]:
     """The shard's ``run.json``: settings (equal for all shards of a study), images and meta."""
     settings = {
@@ -222,6 +231,8 @@ def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any
         "overlays": config.overlays,
         "max_clicks": config.max_clicks if config.experiment == "clicks" else None,
     }
+    if config.clahe is not None:  # only when set: the fingerprints of plain studies stay as they were
+        settings["clahe"] = config.clahe.key()
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     columns = columns_for(
         EXPERIMENT_COLUMNS[config.experiment],
@@ -242,6 +253,7 @@ def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any
         "torch": torch.__version__,
         "machines": [_machine()],
         "overlays": config.overlays,
+        "clahe": _clahe_key(config.clahe),
         "inputs": {
             "images": list(config.images),
             "prompts": None if config.prompts is None else str(config.prompts),
@@ -249,6 +261,7 @@ def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any
             "prompt_from": plan.prompt_from,
             "box_noise": config.box_noise,
             "seed": config.seed,
+            "clahe": _clahe_key(config.clahe),
         },
     }
     return {
@@ -266,28 +279,42 @@ def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any
 
 @dataclass
 class _Loaded:
+    """One decoded image. ``key``: the content hash of the original pixels (results, run log);
+    ``encoder_rgb`` / ``encoder_key``: what the encoder sees and its cache / store key (the
+    original, or its CLAHE-enhanced copy under ``"<hash>-<clahe key>"``); ``stats``: of the original."""
+
     img: ImageInput
     image: LoadedImage | None = None
     key: str = ""
     stats: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    encoder_rgb: np.ndarray | None = None
+    encoder_key: str = ""
 
 
-def _load(img: ImageInput, max_pixels: int) -> _Loaded:
+def _load(img: ImageInput, max_pixels: int, clahe: Clahe | None = None) -> _Loaded:
     try:
         loaded = load_image(img.path, max_pixels=max_pixels)
     except ImageError as err:
         return _Loaded(img, error=f"unreadable image: {err}")
-    return _Loaded(img, loaded, image_hash(loaded.rgb), image_stats(loaded.rgb))
+    key = image_hash(loaded.rgb)
+    stats = image_stats(loaded.rgb)
+    if clahe is None:
+        return _Loaded(img, loaded, key, stats, encoder_rgb=loaded.rgb, encoder_key=key)
+    enhanced = apply_clahe(loaded.rgb, clahe)
+    return _Loaded(img, loaded, key, stats, encoder_rgb=enhanced, encoder_key=f"{key}-{clahe.key()}")
 
 
-def _prefetched(items: Sequence[ImageInput], max_pixels: int, ahead: int) -> Generator[_Loaded, None, None]:
-    """Decode images in a helper thread, ``ahead`` images in advance of the model."""
+def _prefetched(
+    items: Sequence[ImageInput], max_pixels: int, ahead: int, clahe: Clahe | None = None
+) -> Generator[_Loaded, None, None]:
+    """Decode images (and enhance them with ``clahe``) in a helper thread, ``ahead`` images in
+    advance of the model."""
     with ThreadPoolExecutor(1, thread_name_prefix="study-load") as pool:
         queue: deque[Future[_Loaded]] = deque()
         it = iter(items)
         for img in it:
-            queue.append(pool.submit(_load, img, max_pixels))
+            queue.append(pool.submit(_load, img, max_pixels, clahe))
             if len(queue) > ahead:
                 yield queue.popleft().result()
         while queue:
@@ -402,11 +429,14 @@ class _Run:
         )
 
     def embed(self, chunk: list[_Loaded]) -> list[tuple[Embedding, bool]]:
-        ok = [c for c in chunk if c.image is not None]
+        """The embeddings of the readable images of ``chunk``, of the pixels the encoder sees."""
+        ok = [c for c in chunk if c.image is not None and c.encoder_rgb is not None]
         if not ok:
             return []
-        images = [c.image.rgb for c in ok if c.image is not None]
-        keys = [c.key for c in ok]
+        images = [c.encoder_rgb for c in ok if c.encoder_rgb is not None]
+        keys = [c.encoder_key for c in ok]
+        for c in ok:
+            c.encoder_rgb = None  # an enhanced copy is not needed after the encoder
         if len(ok) > 1:
             return self.seg.embed_many(images, image_keys=keys)
         return [self.seg.embed(images[0], image_key=keys[0])]
@@ -530,6 +560,7 @@ class _Run:
                         "experiment": self.config.experiment,
                         "variant": o.variant,
                         "refined": o.refined,
+                        **({"preprocess": self.config.clahe.key()} if self.config.clahe is not None else {}),
                         **{k: row[k] for k in ("dice", "boundary_f") if k in row},
                     },
                 )
@@ -579,7 +610,7 @@ def run_study(
                 disable=not config.progress_bar,
                 smoothing=0.1,
             ) as bar,
-            contextlib.closing(_prefetched(todo, config.max_pixels, 2 + 2 * config.batch_size)) as loads,
+            contextlib.closing(_prefetched(todo, config.max_pixels, 2 + 2 * config.batch_size, config.clahe)) as loads,
         ):
             for chunk in _chunks(loads, config.batch_size):
                 embs = iter(state.embed(chunk))
