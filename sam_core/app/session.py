@@ -40,6 +40,10 @@ class PromptMode(enum.Enum):
     FOREGROUND = "fg"
     BACKGROUND = "bg"
     BOX = "box"  # two clicks: one corner, then the opposite one
+    POLYGON = "polygon"  # click the vertices of a rough outline, then close it: a box + inside points
+    REGION = "region"  # a click on a segment-everything region makes it an object
+    BRUSH = "brush"  # paint the mask (a stroke of the brush radius)
+    ERASER = "eraser"  # erase from the mask
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Settings:
     browser_model: str = "quantized"  # the browser's decoder file: "quantized" or "fp32"
     exclude: bool = False  # Exclude committed objects: a later object never covers an earlier one's pixels
     clahe: float = 0.0  # contrast enhancement before the encoder: CLAHE clip limit on the L channel (0 = off)
+    brush_px: float = 12.0  # brush / eraser radius, full-image px
+    polygon_outside: int = 0  # background points a polygon adds outside its outline
 
     @property
     def enhancement(self) -> Clahe | None:
@@ -142,6 +148,24 @@ def clean_label(label: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Regions:
+    """A segment-everything result as the session keeps it (small: no full-resolution masks).
+
+    ``labels``: (h, w) uint16 at the preview size, region ``i + 1`` where its mask is (smaller
+    regions over larger ones); ``points``: each region's grid point in full-image px (the
+    foreground prompt that gives it back); ``rles``: each region's preview mask (COCO RLE), to
+    pick the candidate that matches it; ``timings``: the run's.
+    """
+
+    labels: np.ndarray
+    points: tuple[tuple[float, float], ...]
+    rles: tuple[dict[str, Any], ...]
+    scores: tuple[float, ...]
+    timings: dict[str, float]
+    rev: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+
+@dataclass(frozen=True)
 class SessionState:
     """Everything one visitor has: image reference, prompts, candidates, choices, settings."""
 
@@ -164,6 +188,8 @@ class SessionState:
     current_id: int = 1  # id of the object being edited (a committed one is taken out of ``objects``)
     label: str = DEFAULT_LABEL  # label of the object being edited
     categories: tuple[str, ...] = (DEFAULT_LABEL,)  # label names, kept across images
+    polygon: tuple[tuple[float, float], ...] = ()  # vertices of a polygon being drawn, full-image px
+    regions: Regions | None = None  # the last segment-everything result on this image
 
     @property
     def has_image(self) -> bool:
@@ -190,6 +216,10 @@ class SessionState:
         w, h = self.size
         fx = round(min(max(x / self.scale, 0.0), float(w)), 1)
         fy = round(min(max(y / self.scale, 0.0), float(h)), 1)
+        if mode is PromptMode.POLYGON:
+            return self.with_vertex(fx, fy), False
+        if mode in (PromptMode.REGION, PromptMode.BRUSH, PromptMode.ERASER):
+            raise TypeError(f"{mode} clicks are handled by the Studio")
         if mode is PromptMode.BOX:
             if self.pending_corner is None:
                 return dataclasses.replace(self, pending_corner=(fx, fy)), False
@@ -209,6 +239,12 @@ class SessionState:
     def _pushed(self) -> tuple[Step, ...]:
         return (*self.history, self.step)[-MAX_HISTORY:]
 
+    def with_vertex(self, x: float, y: float) -> SessionState:
+        """Add a polygon vertex (full-image px); at most 1000."""
+        if len(self.polygon) >= 1000:
+            raise PromptError("A polygon has at most 1000 vertices: close it.")
+        return dataclasses.replace(self, polygon=(*self.polygon, (x, y)), pending_corner=None)
+
     def with_prompts(self, prompts: Prompts) -> SessionState:
         """Replace the prompts (validated against the image), keeping the old step for undo.
 
@@ -223,9 +259,12 @@ class SessionState:
         return dataclasses.replace(self, history=self._pushed(), edits=(*self.edits, edit))
 
     def undo(self) -> SessionState:
-        """Drop the pending box corner, else go back to the previous step (prompts and edits)."""
+        """Drop the pending box corner or the last polygon vertex, else go back to the previous step
+        (prompts and edits)."""
         if self.pending_corner is not None:
             return dataclasses.replace(self, pending_corner=None)
+        if self.polygon:
+            return dataclasses.replace(self, polygon=self.polygon[:-1])
         if not self.history:
             return self
         last = self.history[-1]
@@ -234,7 +273,7 @@ class SessionState:
     def clear(self) -> SessionState:
         """No prompts, edits or candidates for the object being edited (undo brings them back)."""
         return dataclasses.replace(
-            self, prompts=Prompts(), edits=(), history=self._pushed(), pending_corner=None, candidates=None
+            self, prompts=Prompts(), edits=(), history=self._pushed(), pending_corner=None, candidates=None, polygon=()
         )
 
     def fresh(self) -> SessionState:
@@ -273,7 +312,14 @@ class SessionState:
     def blank(self, object_id: int) -> SessionState:
         """Start editing a new, empty object ``object_id``."""
         return dataclasses.replace(
-            self, prompts=Prompts(), history=(), edits=(), pending_corner=None, candidates=None, current_id=object_id
+            self,
+            prompts=Prompts(),
+            history=(),
+            edits=(),
+            pending_corner=None,
+            polygon=(),
+            candidates=None,
+            current_id=object_id,
         )
 
     def editing(self, object_id: int) -> SessionState:
@@ -288,6 +334,7 @@ class SessionState:
             edits=obj.edits,
             candidates=obj.candidates,
             pending_corner=None,
+            polygon=(),
             current_id=obj.object_id,
             label=obj.label,
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -26,18 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from sam_core.app.records import make_record
-from sam_core.app.session import AnnotObject, Candidates, PromptMode, SessionState, Settings
+from sam_core.app.session import AnnotObject, Candidates, PromptMode, Regions, SessionState, Settings
 from sam_core.core.cache import LRUCache
 from sam_core.core.enhance import Clahe, apply_clahe
-from sam_core.core.errors import UserError
+from sam_core.core.errors import PromptError, UserError
 from sam_core.core.geometry import mask_area, mask_metrics, postprocess_mask, rle_decode, rle_encode
 from sam_core.core.images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
-from sam_core.core.mask_edits import MaskEdit, apply_edits
+from sam_core.core.mask_edits import MaskEdit, Stroke, apply_edits
+from sam_core.core.polygon_prompt import polygon_to_prompts
 from sam_core.core.prompts import Prompts
 from sam_core.core.sizes import ImageSize
+from sam_core.model.everything import EverythingSettings, decode_ms_per_point, estimate_ms, segment_everything
 from sam_core.model.results import SegmentResult
 from sam_core.model.segmenter import Embedding, Segmenter
 from sam_core.runlog import RunLog, RunRecord
@@ -123,6 +127,24 @@ class SetLabel:
 
 
 @dataclass(frozen=True)
+class ClosePolygon:
+    """Turn the polygon being drawn into prompts (its box + points inside) and decode them."""
+
+
+@dataclass(frozen=True)
+class RunEverything:
+    """Segment everything on the session's image (SAM's automatic mask generator)."""
+
+    settings: EverythingSettings
+    full_resolution: bool = False
+
+
+@dataclass(frozen=True)
+class HideRegions:
+    """Forget the segment-everything result."""
+
+
+@dataclass(frozen=True)
 class EditMask:
     """Edit the chosen mask of the object being edited (a :mod:`sam_core.core.mask_edits` value)."""
 
@@ -142,7 +164,12 @@ Event = (
     | DeleteObject
     | SetLabel
     | EditMask
+    | ClosePolygon
+    | RunEverything
+    | HideRegions
 )
+
+CLOSE_POLYGON_PX = 12.0  # a polygon click this close to the first vertex (preview px) closes it
 
 
 # --------------------------------------------------------------------------- images
@@ -235,6 +262,22 @@ def derive_candidates(
     return Candidates(result, masks, settings.mask_key, chosen, metrics, mask_input, final)
 
 
+def _input_size(size: ImageSize, long_side: int = 1024) -> ImageSize:
+    """The size of SAM's encoder input for an image of ``size`` (long side resized to 1024)."""
+    s = long_side / max(size.width, size.height)
+    return ImageSize(int(size.width * s + 0.5), int(size.height * s + 0.5))
+
+
+def _shrink(rgb: np.ndarray, size: ImageSize) -> np.ndarray:
+    return cv2.resize(rgb, (size.width, size.height), interpolation=cv2.INTER_AREA)
+
+
+def _shrink_mask(mask: np.ndarray, size: ImageSize) -> np.ndarray:
+    """(H, W) bool -> ``size`` bool: pixels at least half covered (area resampling)."""
+    small = cv2.resize(mask.view(np.uint8) * np.uint8(255), (size.width, size.height), interpolation=cv2.INTER_AREA)
+    return small >= 128
+
+
 class Studio:
     """Shared application service: models, image store, run log, scratch folder."""
 
@@ -251,6 +294,7 @@ class Studio:
         self._models: dict[str, Segmenter] = {segmenter.model_type: segmenter}
         self._models_lock = threading.Lock()
         self._model_loader = model_loader
+        self._decode_ms_per_point: dict[str, float] = {}  # model id -> the decoder's cost per point (estimates)
         self.outputs_dir = Path(outputs_dir)
         self.max_pixels = max_pixels
         self.images: LRUCache[ImageEntry] = LRUCache(64, image_cache_mb << 20, lambda e: e.nbytes)
@@ -360,6 +404,29 @@ class Studio:
         for the new model and decodes the current prompts. Each decode logs one run record.
         """
         match event:
+            case Click(x, y, PromptMode.REGION):
+                return self.adopt_region(state, x, y, source=source)
+            case Click(x, y, PromptMode.BRUSH | PromptMode.ERASER as mode):
+                s = state.scale
+                fx, fy = x / s, y / s
+                stroke = Stroke(((fx, fy),), state.settings.brush_px, mode is PromptMode.ERASER)
+                return self.rederive(state.with_edit(stroke))
+            case Click(x, y, PromptMode.POLYGON):
+                if len(state.polygon) >= 3:
+                    x0, y0 = state.polygon[0]
+                    if math.hypot(x0 * state.scale - x, y0 * state.scale - y) <= CLOSE_POLYGON_PX:
+                        return self.handle(state, ClosePolygon(), source=source)
+                return state.click(x, y, PromptMode.POLYGON)[0]
+            case ClosePolygon():
+                if len(state.polygon) < 3:
+                    raise PromptError("A polygon needs at least 3 vertices: click around the object first.")
+                derived = polygon_to_prompts(state.polygon, state.size, n_outside=state.settings.polygon_outside)
+                state = dataclasses.replace(state, polygon=())
+                return self.run(state.with_prompts(derived.prompts()), source=source)
+            case RunEverything(settings, full_resolution):
+                return self.segment_everything(state, settings, progress, full_resolution=full_resolution)
+            case HideRegions():
+                return dataclasses.replace(state, regions=None)
             case Click(x, y, mode):
                 state, complete = state.click(x, y, mode)
                 return self.run(state, source=source) if complete else state
@@ -502,6 +569,101 @@ class Studio:
         if cands is None:
             return state
         return dataclasses.replace(state, candidates=self._derive(state, cands.result, cands.chosen))
+
+    # ----------------------------------------------------------------- segment everything
+    def segment_everything(
+        self,
+        state: SessionState,
+        settings: EverythingSettings,
+        progress: Progress | None = None,
+        *,
+        full_resolution: bool = False,
+    ) -> SessionState:
+        """Run SAM's automatic mask generator on the session's image and keep its regions.
+
+        The image's cached embedding is reused (no encoder run without crops). By default the
+        generator's masks are made at the preview size (<= 1536 px: it upsamples three masks per
+        grid point, which at 20 MP costs ~0.5 s per point on a CPU); ``full_resolution`` makes
+        them at the image's size. Crops are encoded from the same image (each one an encoder run).
+        """
+        entry = self.entry(state)
+        seg = self.segmenter(state.model_type)
+        self.ensure_embedding(state, progress)
+        emb, _ = self.embed(state, entry, seg)
+        rgb, key = entry.encoder_input(state.settings.enhancement)
+        small = entry.preview_size
+        if not full_resolution and entry.scale < 1.0 and _input_size(small) == emb.input_size:
+            # The same 1024-px encoder input: the embedding serves the preview size as well.
+            rgb = entry.preview if state.settings.enhancement is None else _shrink(rgb, small)
+            emb = dataclasses.replace(emb, image_size=small)
+            scale = entry.scale
+        else:
+            scale = 1.0
+
+        def report(f: float, msg: str) -> None:
+            if progress:
+                progress(f, f"Segment everything: {msg}")
+
+        result = segment_everything(seg, rgb, image_key=key, settings=settings, progress=report, embedding=emb)
+        labels = np.zeros(small.hw, np.uint16)
+        rles = []
+        for i, region in enumerate(result.regions):
+            mask = region.mask if region.mask.shape == small.hw else _shrink_mask(region.mask, small)
+            labels[mask] = i + 1
+            rles.append(rle_encode(mask))
+        labels.flags.writeable = False
+        regions = Regions(
+            labels=labels,
+            points=tuple((x / scale, y / scale) for x, y in (r.point for r in result.regions)),
+            rles=tuple(rles),
+            scores=tuple(r.predicted_iou for r in result.regions),
+            timings={**result.timings, "mask_scale": scale},
+        )
+        log.info("segment everything: %d regions in %.0f ms", len(result.regions), result.timings["total_ms"])
+        return dataclasses.replace(state, regions=regions)
+
+    def everything_estimate(
+        self, state: SessionState, settings: EverythingSettings, *, full_resolution: bool = False
+    ) -> float:
+        """An estimate (ms) of :meth:`segment_everything` for the session's image on this server,
+        from the decoder's measured cost per point (measured once per model) and the last
+        encoder time (for crops). Not a measurement: the tests and benchmarks/everything.py
+        compare it with one."""
+        seg = self.segmenter(state.model_type)
+        with self._models_lock:
+            per_point = self._decode_ms_per_point.get(seg.model_id)
+        if per_point is None:
+            per_point = decode_ms_per_point(seg, points=8, repeats=1)  # ~1-2 s once per model on a CPU
+            with self._models_lock:
+                self._decode_ms_per_point[seg.model_id] = per_point
+        entry = self.entry(state)
+        size = entry.image.size if full_resolution or entry.scale == 1.0 else entry.preview_size
+        encode_ms = max(1.0, state.encode_ms)
+        return estimate_ms(settings, size, decode_ms_per_point=per_point, encode_ms=encode_ms)
+
+    def adopt_region(self, state: SessionState, x: float, y: float, *, source: str = "ui") -> SessionState:
+        """The segment-everything region under preview pixel (x, y) becomes the object being edited:
+        the object being edited is committed first, the region's grid point becomes its foreground
+        prompt, and of the candidates that point decodes to, the one closest to the region (IoU)
+        is chosen. It can then be refined like any other object."""
+        regions = state.regions
+        if regions is None:
+            raise UserError("Run Segment everything first, then click a region to make it an object.")
+        h, w = regions.labels.shape
+        rid = int(regions.labels[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)])
+        if rid == 0:
+            raise UserError("No region here: click inside a coloured region.")
+        if state.candidates is not None:
+            state = state.committed(self.make_object(state))
+        px, py = regions.points[rid - 1]
+        state = self.run(state.with_prompts(Prompts.parse([(px, py, 1)])), source=source)
+        cands = state.candidates
+        if cands is None:
+            return state
+        region = rle_decode(regions.rles[rid - 1])
+        ious = [float((m & region).sum()) / max(1.0, float((m | region).sum())) for m in cands.masks]
+        best = int(np.argmax(ious))
+        return state if best == cands.chosen else self.handle(state, Choose(best), source=source)
 
     # ----------------------------------------------------------------- objects
     def taken(self, state: SessionState, entry: ImageEntry) -> np.ndarray | None:

@@ -176,6 +176,55 @@ def draw_objects(
     return out
 
 
+def label_colors(n: int) -> np.ndarray:
+    """(n + 1, 3) uint8 RGB: black for label 0, then well-spread hues (golden-ratio steps) for 1..n."""
+    if n <= 0:
+        return np.zeros((1, 3), np.uint8)
+    hues = (np.arange(n) * 0.618033988749895) % 1.0
+    hsv = np.stack([hues * 180, np.full(n, 200.0), np.full(n, 235.0)], axis=1).astype(np.uint8)[None]
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+    return np.concatenate([np.zeros((1, 3), np.uint8), rgb])
+
+
+def draw_label_map(image: np.ndarray, labels: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
+    """A label map over ``image``: each label > 0 tinted in its :func:`label_colors` colour at
+    ``alpha``, with a white 1-px boundary between labels. ``image`` (H, W, 3) uint8, ``labels``
+    (H, W) integer of the same size; returns a new image."""
+    image = check_image(image)
+    if labels.shape != image.shape[:2]:
+        raise ValueError(f"labels {labels.shape} do not match the image {image.shape[:2]}")
+    colors = label_colors(int(labels.max()) if labels.size else 0)
+    tint = colors[labels]
+    inside = labels > 0
+    out = image.copy()
+    blended = cv2.addWeighted(image, 1.0 - alpha, tint, alpha, 0.0)
+    out[inside] = blended[inside]
+    lab = labels.astype(np.int32)
+    kernel = np.ones((3, 3), np.uint8)
+    edge = (cv2.dilate(lab.astype(np.float32), kernel) != cv2.erode(lab.astype(np.float32), kernel)) & inside
+    out[edge] = _WHITE
+    return out
+
+
+def draw_polygon(image: np.ndarray, vertices: Sequence[tuple[float, float]], *, scale: float = 1.0) -> np.ndarray:
+    """A polygon being drawn: its vertices (full-image px, times ``scale`` for this image) joined
+    by lines, the first vertex ringed (a click there closes it). Returns a new image."""
+    out = check_image(image).copy()
+    if not vertices:
+        return out
+    h, w = out.shape[:2]
+    r = max(3, round(max(h, w) / 220))
+    pts = np.round(np.asarray(vertices, np.float64) * scale).astype(np.int32)
+    if len(pts) > 1:
+        cv2.polylines(out, [pts.reshape(-1, 1, 2)], False, _WHITE, r // 2 + 2, cv2.LINE_AA)
+        cv2.polylines(out, [pts.reshape(-1, 1, 2)], False, BOX_COLOR, max(1, r // 2), cv2.LINE_AA)
+    for x, y in pts:
+        cv2.circle(out, (int(x), int(y)), r, BOX_COLOR, -1, cv2.LINE_AA)
+    x0, y0 = pts[0]
+    cv2.circle(out, (int(x0), int(y0)), 2 * r, _WHITE, max(1, r // 2), cv2.LINE_AA)
+    return out
+
+
 def draw_prompts(
     image: np.ndarray,
     points: Sequence[tuple[float, float, int]],

@@ -153,9 +153,18 @@ class BrowserAssets:
             "multimask": s.multimask,
             "threshold": s.threshold,
             "alpha": s.alpha,
+            "brush_px": s.brush_px,
             "refine": s.refine,
             "image_key": None,
         }
+        if state.has_image:  # the image's geometry: brush strokes are mapped to it on either path
+            entry = self.studio.entry(state)
+            out.update(
+                image_key=entry.key,
+                full=[entry.image.size.width, entry.image.size.height],
+                preview=[entry.preview_size.width, entry.preview_size.height],
+                scale=entry.scale,
+            )
         reason = server_reason(state)
         if reason:
             out["path"] = "server"

@@ -24,7 +24,9 @@ from sam_core.core.prompts import Prompts
 from sam_core.core.render import (
     PALETTE,
     candidate_thumbnails,
+    draw_label_map,
     draw_objects,
+    draw_polygon,
     draw_prompts,
     encode_jpeg,
     encode_mask_png,
@@ -90,6 +92,8 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
         return View(None, [], None, None, {}, [], status or "Upload an image or pick an example.")
     entry = studio.entry(state)
     base, _ = objects_layer(studio, state, entry)
+    if state.polygon:
+        base = draw_polygon(base, state.polygon, scale=entry.scale)
     if browser:
         drawn = base
     else:
@@ -141,10 +145,17 @@ def objects_layer(studio: Studio, state: SessionState, entry: ImageEntry) -> tup
     committed objects*, each without the pixels of objects with smaller ids), and each object's
     area as drawn, in full-image px. Cached in ``studio.renders`` by what it shows, so a click
     with 10 objects in the image does not redraw them."""
-    if not state.objects:
+    regions = state.regions
+    if not state.objects and regions is None:
         return entry.preview, {}
     exclude = state.settings.exclude
-    key = ("objects", entry.key, exclude, tuple((o.object_id, o.rev) for o in state.objects))
+    key = (
+        "objects",
+        entry.key,
+        exclude,
+        tuple((o.object_id, o.rev) for o in state.objects),
+        None if regions is None else regions.rev,
+    )
 
     def make() -> tuple[np.ndarray, dict[int, float]]:
         drawn: list[tuple[int, str, np.ndarray]] = []
@@ -156,7 +167,8 @@ def objects_layer(studio: Studio, state: SessionState, entry: ImageEntry) -> tup
                 mask, taken = mask & ~taken, taken | mask
                 areas[o.object_id] = float(mask.sum()) / entry.scale**2
             drawn.append((o.object_id, o.label, mask))
-        image = draw_objects(entry.preview, drawn)
+        under = entry.preview if regions is None else draw_label_map(entry.preview, regions.labels, alpha=0.45)
+        image = draw_objects(under, drawn)
         image.flags.writeable = False
         return image, areas
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,9 +24,13 @@ from sam_core.app.studio import (
     Choose,
     Clear,
     Click,
+    ClosePolygon,
     DeleteObject,
+    EditMask,
     Event,
+    HideRegions,
     NewObject,
+    RunEverything,
     SelectObject,
     SetLabel,
     SetPrompts,
@@ -33,6 +39,7 @@ from sam_core.app.studio import (
     Undo,
 )
 from sam_core.core.errors import PromptError, UserError
+from sam_core.core.mask_edits import FillHoles, Grow, KeepLargest, MaskEdit, RemoveIslands, Smooth, Stroke, describe
 from sam_core.core.prompts import Prompts
 from sam_core.model.registry import MODEL_TYPES
 from sam_core.ui.browser_decoder import JS_ON_LOAD, BrowserAssets, server_reason
@@ -56,7 +63,19 @@ WEBCAM_NAME = re.compile(r"image\.(png|jpeg)")  # what Gradio's webcam names a c
 MODE_FG = "Foreground point"
 MODE_BG = "Background point"
 MODE_BOX = "Box (2 clicks)"
-MODES = {MODE_FG: PromptMode.FOREGROUND, MODE_BG: PromptMode.BACKGROUND, MODE_BOX: PromptMode.BOX}
+MODE_POLYGON = "Polygon"
+MODE_REGION = "Pick a region"
+MODE_BRUSH = "Brush"
+MODE_ERASER = "Eraser"
+MODES = {
+    MODE_FG: PromptMode.FOREGROUND,
+    MODE_BG: PromptMode.BACKGROUND,
+    MODE_BOX: PromptMode.BOX,
+    MODE_POLYGON: PromptMode.POLYGON,
+    MODE_REGION: PromptMode.REGION,
+    MODE_BRUSH: PromptMode.BRUSH,
+    MODE_ERASER: PromptMode.ERASER,
+}
 
 # Settings → "Decode clicks": the labels of Settings.decoder_path's values, and of browser_model's.
 PATH_LABELS = {
@@ -97,7 +116,19 @@ GPU_HANDLERS = (
     "save_bundle",
     "open_bundle",
     "api_annotate",
+    "edit_mask",
+    "close_polygon",
+    "run_everything",
+    "everything_estimate",
 )
+
+EDITS: dict[str, Callable[[float], MaskEdit]] = {
+    "grow": lambda v: Grow(float(v)),
+    "fill_holes": lambda v: FillHoles(float(v)),
+    "remove_islands": lambda v: RemoveIslands(float(v)),
+    "keep_largest": lambda v: KeepLargest(int(v)),
+    "smooth": lambda v: Smooth(float(v)),
+}
 
 
 class Outputs(NamedTuple):
@@ -228,6 +259,8 @@ class Handlers:
         browser_model: str = BROWSER_MODEL_LABELS["quantized"],
         exclude: bool = False,
         clahe: float = 0.0,
+        brush_px: float = 12.0,
+        polygon_outside: float = 0,
         progress: Any = gr.Progress(),
     ) -> Outputs:
         paths = {label: value for value, label in PATH_LABELS.items()}
@@ -243,6 +276,8 @@ class Handlers:
             models.get(browser_model, browser_model if browser_model in BROWSER_MODELS else "quantized"),
             bool(exclude),
             min(40.0, max(0.0, float(clahe or 0.0))),
+            min(512.0, max(0.5, float(brush_px or 12.0))),
+            min(8, max(0, int(polygon_outside or 0))),
         )
         state = self._state(state)
         if new.decoder_path == "server" and state.client == "browser":
@@ -267,6 +302,18 @@ class Handlers:
             reason = str(data.get("reason"))[:200]
             status = None if kind == "ready" else f"Browser decoder unavailable ({reason}): clicks go to the server."
             return self.render(dataclasses.replace(state, client=client), status)
+        if kind == "stroke":  # a brush / eraser stroke (either path): the server applies and draws it
+            if not state.has_image or data.get("image_key") != state.image_key:
+                return _skip_all()
+            points = data.get("points")
+            if not isinstance(points, list) or not points:
+                raise UserError("A brush stroke needs at least one point.")
+            stroke = Stroke(
+                tuple((float(p[0]), float(p[1])) for p in points[:10000]),
+                state.settings.brush_px,
+                bool(data.get("erase")),
+            )
+            return self._edited(state, stroke)
         if state.client != "browser" or not state.has_image or data.get("image_key") != state.image_key:
             return _skip_all()  # a report about an image or a path this session no longer shows
         if kind == "corner":
@@ -382,6 +429,93 @@ class Handlers:
         )
         return coco, str(path)
 
+    # -------------------------------------------------------------- issue 13: edits, polygon, everything
+    @user_errors
+    def edit_mask(self, kind: str, value: float | None, state: SessionState | None) -> Outputs:
+        """Edit the chosen mask of the object being edited (one undo step)."""
+        if kind not in EDITS:
+            raise UserError(f"Unknown edit {kind!r}.")
+        if value is None:
+            raise UserError("Enter a number for this edit first.")
+        return self._edited(state, EDITS[kind](value))
+
+    def _edited(self, state: SessionState | None, edit: MaskEdit) -> Outputs:
+        out = self._apply(state, EditMask(edit))
+        n = len(out.state.edits)
+        return out._replace(
+            status=f"Mask edited: {describe(edit)} ({n} edit{'s' if n > 1 else ''}; z undoes). {out.status}"
+        )
+
+    @user_errors
+    def close_polygon(self, state: SessionState | None) -> Outputs:
+        return self._apply(state, ClosePolygon())
+
+    def _everything_settings(self, pps: float, iou: float, stability: float, min_area: float, crops: Any) -> Any:
+        from sam_core.model.everything import EverythingSettings
+
+        return EverythingSettings(
+            points_per_side=int(pps),
+            pred_iou_thresh=float(iou),
+            stability_score_thresh=float(stability),
+            min_mask_region_area=max(0, int(min_area or 0)),
+            crop_n_layers=int(str(crops)[0]) if crops else 0,
+        )
+
+    @user_errors
+    def everything_estimate(
+        self,
+        state: SessionState | None,
+        pps: float,
+        iou: float,
+        stability: float,
+        min_area: float,
+        crops: Any,
+        full_res: bool,
+    ) -> str:
+        """The estimate shown before a run."""
+        state = self._state(state)
+        if not state.has_image:
+            return "Open an image to see how long segment everything takes on this server."
+        settings = self._everything_settings(pps, iou, stability, min_area, crops)
+        ms = self.studio.everything_estimate(state, settings, full_resolution=bool(full_res))
+        n = settings.points_per_side**2
+        crop_note = "" if not settings.crop_n_layers else " plus one encoder run per crop"
+        return f"Estimate: about **{ms / 1000:.1f} s** for {n} grid points{crop_note} (measured cost per point here)."
+
+    @user_errors
+    def run_everything(
+        self,
+        state: SessionState | None,
+        pps: float,
+        iou: float,
+        stability: float,
+        min_area: float,
+        crops: Any,
+        full_res: bool,
+        progress: Any = gr.Progress(),
+    ) -> tuple[Any, ...]:
+        """Segment everything; the prompt mode switches to *Pick a region*."""
+        settings = self._everything_settings(pps, iou, stability, min_area, crops)
+        out = self._apply(state, RunEverything(settings, bool(full_res)), progress)
+        regions = out.state.regions
+        n = 0 if regions is None else len(regions.points)
+        t = {} if regions is None else regions.timings
+        encoder = (
+            "the cached embedding, no encoder run"
+            if not t.get("encoder_runs")
+            else f"{t['encoder_runs']:.0f} encoder runs"
+        )
+        status = (
+            f"Segment everything: {n} region{'' if n == 1 else 's'} in {t.get('total_ms', 0) / 1000:.1f} s "
+            f"({encoder}). "
+            "Click a region to make it an object (mode: Pick a region)."
+        )
+        return (*out._replace(status=status), gr.update(value=MODE_REGION))
+
+    @user_errors
+    def hide_regions(self, state: SessionState | None) -> Outputs:
+        return self._apply(state, HideRegions())
+
     @user_errors
     def switch_model(
         self, model_type: str, state: SessionState | None, progress: Any = gr.Progress(track_tqdm=True)
@@ -455,8 +589,10 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
             )
             with gr.Row():
                 mode = gr.Radio(list(MODES), value=MODE_FG, label="Prompt mode", elem_id="prompt-mode", scale=4)
-                undo = gr.Button("↶ Undo", elem_id="undo", scale=1, min_width=80)
-                clear = gr.Button("Clear", elem_id="clear", scale=1, min_width=80)
+                with gr.Column(scale=1, min_width=110):
+                    undo = gr.Button("↶ Undo", elem_id="undo", size="sm")
+                    clear = gr.Button("Clear", elem_id="clear", size="sm")
+                    close_poly = gr.Button("Close polygon", elem_id="close-polygon", size="sm")
             status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
             with gr.Group(elem_id="objects-panel"):
                 with gr.Row(equal_height=True):
@@ -546,6 +682,46 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
                 label="Downloads", file_count="multiple", elem_id="downloads", interactive=False, visible=False
             )
             saved = gr.Markdown(elem_id="saved")
+            with gr.Accordion("Edit the mask", open=False, elem_id="edit-mask"):
+                gr.Markdown(
+                    "Edits apply to the chosen mask of the object being edited, in full-image pixels; each one "
+                    "is an undo step and is saved in bundles. **Brush / Eraser**: choose the mode above and drag "
+                    "over the image.",
+                    elem_id="edit-help",
+                )
+                edit_inputs = {}
+                edit_buttons = {}
+                for kind, text, value, button_text in (
+                    ("grow", "Grow (+) or shrink (-) by px", 3, "Grow / shrink"),
+                    ("fill_holes", "Fill holes smaller than (px²; 0 = all)", 500, "Fill holes"),
+                    ("remove_islands", "Remove islands smaller than (px²)", 500, "Remove islands"),
+                    ("keep_largest", "Keep the largest K parts", 1, "Keep largest"),
+                    ("smooth", "Smooth the outline by (px)", 3, "Smooth"),
+                ):
+                    with gr.Row(equal_height=True):
+                        edit_inputs[kind] = gr.Number(value, label=text, elem_id=f"edit-{kind}-value", scale=3)
+                        edit_buttons[kind] = gr.Button(button_text, elem_id=f"edit-{kind}", size="sm", scale=1)
+                with gr.Row():
+                    brush_px = gr.Number(12, label="Brush / eraser radius (px)", minimum=0.5, elem_id="brush-px")
+                    polygon_outside = gr.Number(
+                        0, label="Polygon: background points outside it", precision=0, minimum=0, elem_id="polygon-bg"
+                    )
+            with gr.Accordion("Segment everything", open=False, elem_id="everything"):
+                with gr.Row():
+                    ev_pps = gr.Slider(4, 64, value=32, step=4, label="Points per side", elem_id="ev-pps")
+                    ev_crops = gr.Radio(["0", "1", "2"], value="0", label="Crop layers", elem_id="ev-crops")
+                with gr.Row():
+                    ev_iou = gr.Slider(0, 1, value=0.88, step=0.01, label="IoU threshold", elem_id="ev-iou")
+                    ev_stab = gr.Slider(0, 1, value=0.95, step=0.01, label="Stability threshold", elem_id="ev-stab")
+                with gr.Row():
+                    ev_min = gr.Number(0, label="Minimum region area (px)", precision=0, minimum=0, elem_id="ev-min")
+                    ev_full = gr.Checkbox(
+                        False, label="Masks at full resolution (slow on large images)", elem_id="ev-full"
+                    )
+                ev_estimate = gr.Markdown("", elem_id="ev-estimate")
+                with gr.Row():
+                    ev_run = gr.Button("Segment everything", variant="primary", elem_id="ev-run", size="sm")
+                    ev_hide = gr.Button("Hide regions", elem_id="ev-hide", size="sm")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
                 model = gr.Dropdown(list(MODEL_TYPES), value=studio.default_model, label="Model", elem_id="model")
                 multimask = gr.Checkbox(True, label="Three candidates (multimask)", elem_id="multimask")
@@ -619,9 +795,18 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
         box.input(h.settings, settings, outputs, **hidden)
     for slider in (threshold, alpha, clahe):
         slider.release(h.settings, settings, outputs, **hidden)
-    for num in (min_island, min_hole):
+    for num in (min_island, min_hole, brush_px, polygon_outside):
         num.submit(h.settings, settings, outputs, **hidden)
         num.blur(h.settings, settings, outputs, **hidden)
+    for kind, button in edit_buttons.items():
+        button.click(partial(h.edit_mask, kind), [edit_inputs[kind], state], outputs, **hidden)
+    close_poly.click(h.close_polygon, [state], outputs, **hidden)
+    ev_inputs = [state, ev_pps, ev_iou, ev_stab, ev_min, ev_crops, ev_full]
+    ev_run.click(h.run_everything, ev_inputs, [*outputs, mode], **hidden)
+    ev_hide.click(h.hide_regions, [state], outputs, **hidden)
+    for control in (ev_pps, ev_crops, ev_full):
+        control.change(h.everything_estimate, ev_inputs, ev_estimate, show_progress="hidden", **hidden)
+    image.upload(h.everything_estimate, ev_inputs, ev_estimate, show_progress="hidden", **hidden)
     model.input(h.switch_model, [model, state], outputs, **hidden)
     client.submit(h.browser_event, [state], outputs, trigger_mode="always_last", show_progress="hidden", **hidden)
     new_obj.click(h.new_object, [state], outputs, **hidden)

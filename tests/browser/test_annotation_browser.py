@@ -31,7 +31,9 @@ def wait_for(page, pred, what: str, timeout: float = 60.0):
         if value:
             return value
         if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            shot(page, "timeout-" + "".join(c if c.isalnum() else "-" for c in what))
+            status = page.locator("#status").inner_text() if page.locator("#status").count() else ""
+            raise AssertionError(f"timed out waiting for {what} (status: {status!r})")
         time.sleep(0.1)
 
 

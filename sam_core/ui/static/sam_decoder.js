@@ -218,6 +218,7 @@ class BrowserDecoder {
     this.stats = { clicks: [], hoverFrames: 0, decoderLoadMs: null, embeddings: [], refused: 0 };
     this.host = null;
     this.taken = null; // {url, data: Uint8Array preview px, 1 = taken by an earlier object} (Exclude committed objects)
+    this.brush = { points: null, erase: false, sent: 0, img: null }; // the stroke being drawn (full px)
     window.samStudio = this; // for tests and the benchmark
     watch("value", () => this.onSync());
     this.onSync();
@@ -617,6 +618,66 @@ class BrowserDecoder {
     }
   }
 
+  // --------------------------------------------------------------- brush strokes
+  strokePoint(ev, img) {
+    const s = this.sync;
+    if (!s || !s.image_key) return null;
+    const px = imagePixel(img, ev.clientX, ev.clientY);
+    return px ? toFull(px[0], px[1], s.scale, s.full[0], s.full[1]) : null;
+  }
+
+  strokeStart(ev, img, erase) {
+    const p = this.strokePoint(ev, img);
+    if (!p) return;
+    this.clearHover(false);
+    this.brush = { points: [p], erase, sent: 0, img };
+    this.drawStroke();
+  }
+
+  strokeMove(ev, img) {
+    const p = this.strokePoint(ev, img);
+    if (!p || this.brush.points.length >= 10000) return;
+    const last = this.brush.points[this.brush.points.length - 1];
+    if (Math.hypot(p[0] - last[0], p[1] - last[1]) * this.sync.scale < 1) return; // under a preview px
+    this.brush.points.push(p);
+    this.drawStroke();
+  }
+
+  strokeEnd() {
+    const b = this.brush;
+    if (!b.points) return;
+    const points = b.points.map(([x, y]) => [Math.round(x * 10) / 10, Math.round(y * 10) / 10]);
+    this.brush = { points: null, erase: b.erase, sent: performance.now(), img: null };
+    this.stats.strokes = (this.stats.strokes || 0) + 1;
+    this.trigger("submit", { kind: "stroke", points, erase: b.erase, image_key: this.sync.image_key });
+  }
+
+  /** The stroke so far, over the image, in the brush's full-image radius. */
+  drawStroke() {
+    const img = this.brush.img;
+    const s = this.sync;
+    if (!img || !img.naturalWidth || !s) return;
+    const canvas = this.overlay(img);
+    const [pw, ph] = s.preview;
+    if (canvas.width !== pw || canvas.height !== ph) {
+      canvas.width = pw;
+      canvas.height = ph;
+    }
+    const ctx = canvas.getContext("2d");
+    const pts = this.brush.points;
+    ctx.save();
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = Math.max(1, 2 * (s.brush_px || 12) * s.scale);
+    ctx.strokeStyle = this.brush.erase ? "rgba(255,255,255,0.6)" : "rgba(255,60,160,0.6)";
+    ctx.beginPath();
+    ctx.moveTo(pts[0][0] * s.scale, pts[0][1] * s.scale);
+    for (const [x, y] of pts) ctx.lineTo(x * s.scale, y * s.scale);
+    if (pts.length === 1) ctx.lineTo(pts[0][0] * s.scale + 0.01, pts[0][1] * s.scale);
+    ctx.stroke();
+    ctx.restore();
+  }
+
   // --------------------------------------------------------------- drawing
   overlay(img) {
     let canvas = document.querySelector("#bd-overlay");
@@ -812,7 +873,15 @@ export function attach(element, trigger, props, watch) {
     "click",
     (ev) => {
       const r = root();
-      if (!r || !bd.active || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
+      if (!r || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
+      if (bd.brush.sent && performance.now() - bd.brush.sent < 1000) {
+        // The click that ends a brush stroke: the stroke went to the server already.
+        bd.brush.sent = 0;
+        ev.stopPropagation();
+        ev.preventDefault();
+        return;
+      }
+      if (!bd.active || !POINT_MODES.has(bd.mode())) return; // polygon, region: the server's click handler
       ev.stopPropagation();
       ev.preventDefault();
       if (bd.loading || !bd.canDraw()) {
@@ -828,10 +897,26 @@ export function attach(element, trigger, props, watch) {
     (ev) => {
       const r = root();
       if (!r || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
+      if (bd.brush.points) return bd.strokeMove(ev, ev.target);
       bd.onMove(ev, ev.target);
     },
     true
   );
+  // Brush / eraser: a press-drag-release on the image is one stroke (full-image px + the radius
+  // the server knows), drawn here as it is made and applied by the server as one undo step.
+  document.addEventListener(
+    "pointerdown",
+    (ev) => {
+      const r = root();
+      if (!r || ev.button !== 0 || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
+      const mode = bd.mode();
+      if (mode !== "brush" && mode !== "eraser") return;
+      ev.preventDefault();
+      bd.strokeStart(ev, ev.target, mode === "eraser");
+    },
+    true
+  );
+  document.addEventListener("pointerup", () => bd.strokeEnd(), true);
   document.addEventListener(
     "pointerout",
     (ev) => {
@@ -853,12 +938,17 @@ export function attach(element, trigger, props, watch) {
   return bd;
 }
 
+const TOGGLES = new Set(["radio", "checkbox", "button", "submit", "range"]);
+const POINT_MODES = new Set(["fg", "bg", "box"]); // modes the browser decoder draws itself
+
 /** Keyboard shortcuts: f / b / x prompt mode, n new object, z undo, 1 / 2 / 3 candidate.
  *  Never while typing in a field, and never with Ctrl / Alt / Meta held. */
 export function shortcut(bd, ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
   const t = ev.target;
-  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+  const typing =
+    t && (t.isContentEditable || /^(TEXTAREA|SELECT)$/.test(t.tagName) || (t.tagName === "INPUT" && !TOGGLES.has(t.type)));
+  if (typing) return; // a radio button or a checkbox keeps the shortcuts; a text or number field does not
   const key = ev.key.toLowerCase();
   const modes = { f: "fg", b: "bg", x: "box" };
   let done = false;
