@@ -73,3 +73,30 @@ def test_browser_click_benchmark_runs():
     assert out["server"]["click_to_candidates_ms"]["median"] > 0 and out["hover"]["seconds"] > 0
     assert out["under_load"]["server_click_to_candidates_ms"]["n"] == 1
     assert out["chromium"] and out["torch"] and out["onnxruntime_web"] and "meets_targets" in out
+
+
+def test_polygon_prompt_benchmark_runs():
+    out = run_benchmark("polygon_prompt.py")
+    assert out["model"] == "test-tiny" and out["random_weights"] and "RANDOM" in out["note"] and out["torch"]
+    rows = {r["object"]: r for r in out["objects"]}
+    assert set(rows) == {"preset:astronaut.png", "preset:rocket_20mp.jpg", "synthetic:L_shape", "synthetic:ring",
+                         "synthetic:diagonal_bar", "synthetic:disc_next_to_rect"}
+    for r in rows.values():
+        assert set(r["kinds"]) == {"box", "polygon", "polygon_out"}
+        assert r["kinds"]["box"]["points"] == [] and all(p[2] == 1 for p in r["kinds"]["polygon"]["points"])
+        assert all(0.0 <= k["iou_polygon"] <= 1.0 for k in r["kinds"].values())
+        if r["source"] == "synthetic":
+            assert 0.5 < r["polygon_iou_ref"] <= 1.0 and all(0.0 <= k["iou_ref"] <= 1.0 for k in r["kinds"].values())
+        else:
+            assert r["polygon_iou_ref"] is None and all(k["iou_ref"] is None for k in r["kinds"].values())
+    assert rows["synthetic:L_shape"]["box_iou_ref"] < rows["synthetic:L_shape"]["polygon_iou_ref"]
+    assert set(out["means"]) == {"box", "polygon", "polygon_out"}
+
+
+def test_everything_benchmark_runs():
+    out = run_benchmark("everything.py", "--grids", "4", "--runs", "1", "--masks", "preview,full", "--batches", "1",
+                        "--image", str(ROOT / "examples" / "coffee.png"))
+    assert out["benchmark"] == "everything" and out["torch"] and out["image_size"] == [600, 400]
+    assert [(g["masks"], g["points"]) for g in out["grids"]] == [("preview", 16), ("full", 16)]
+    for g in out["grids"]:
+        assert g["encoder_runs"] == 0 and g["total_ms"] > 0 and g["estimate_ms"] > 0

@@ -706,7 +706,7 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
                     polygon_outside = gr.Number(
                         0, label="Polygon: background points outside it", precision=0, minimum=0, elem_id="polygon-bg"
                     )
-            with gr.Accordion("Segment everything", open=False, elem_id="everything"):
+            with gr.Accordion("Segment everything", open=False, elem_id="everything") as ev_panel:
                 with gr.Row():
                     ev_pps = gr.Slider(4, 64, value=32, step=4, label="Points per side", elem_id="ev-pps")
                     ev_crops = gr.Radio(["0", "1", "2"], value="0", label="Crop layers", elem_id="ev-crops")
@@ -804,9 +804,11 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
     ev_inputs = [state, ev_pps, ev_iou, ev_stab, ev_min, ev_crops, ev_full]
     ev_run.click(h.run_everything, ev_inputs, [*outputs, mode], **hidden)
     ev_hide.click(h.hide_regions, [state], outputs, **hidden)
+    # One queue for the estimates, so they arrive in the order the settings changed.
+    estimate: dict[str, Any] = {"show_progress": "hidden", "concurrency_id": "ev-estimate", "concurrency_limit": 1}
     for control in (ev_pps, ev_crops, ev_full):
-        control.change(h.everything_estimate, ev_inputs, ev_estimate, show_progress="hidden", **hidden)
-    image.upload(h.everything_estimate, ev_inputs, ev_estimate, show_progress="hidden", **hidden)
+        control.change(h.everything_estimate, ev_inputs, ev_estimate, **estimate, **hidden)
+    ev_panel.expand(h.everything_estimate, ev_inputs, ev_estimate, **estimate, **hidden)
     model.input(h.switch_model, [model, state], outputs, **hidden)
     client.submit(h.browser_event, [state], outputs, trigger_mode="always_last", show_progress="hidden", **hidden)
     new_obj.click(h.new_object, [state], outputs, **hidden)

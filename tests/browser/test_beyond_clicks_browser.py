@@ -54,7 +54,7 @@ def test_everything_region_erode_polygon_brush_export(browser, decoder_server, a
     set_number(page, "#ev-stab", 0)
     wait_for(page, lambda: "s for 64 grid points" in page.locator("#ev-estimate").inner_text(), "the estimate")
     page.locator("#ev-run").click()
-    wait_for(page, lambda: "regions in" in status(page), "segment everything")
+    wait_for(page, lambda: "Click a region to make it an object" in status(page), "segment everything", 240)
     text = status(page)
     assert "the cached embedding, no encoder run" in text, text
     assert page.locator("#prompt-mode input:checked").first.get_attribute("value") == "Pick a region"
