@@ -327,6 +327,7 @@ class Bench:
         """Viewport position of full-image pixel (fx, fy) on the input image (object-fit aware)."""
         page.wait_for_function(IMG_READY_JS, timeout=60_000)
         img = page.locator("#input-image img").first
+        img.scroll_into_view_if_needed()  # e.g. after clicking an example further down the page
         box = img.bounding_box()
         nat_w, nat_h = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
         s = min(box["width"] / nat_w, box["height"] / nat_h)

@@ -241,6 +241,7 @@ def measure_with_objects(
     commits themselves), then time the clicks of the next object as :func:`measure_ours` does:
     the view now also shows the ``n`` committed objects, with *Exclude committed objects* on."""
     from sam_core.app.studio import ChangeSettings, NewObject, SetPrompts
+    from sam_core.core.prompts import Prompts
 
     s = studio.handle(state, ChangeSettings(dataclasses.replace(state.settings, exclude=True)))
     w, h = s.size

@@ -39,6 +39,7 @@ first; the LAST line of stdout is one JSON object.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -48,7 +49,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # batch_data.disc / rect, synth.photo_like
+
+def _load_test_module(name: str) -> Any:
+    """A helper module of tests/ (synth.py: the tests' photo-like backgrounds), loaded by path."""
+    spec = importlib.util.spec_from_file_location(f"_tests_{name}", REPO / "tests" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as demo.py does
 
@@ -56,11 +65,25 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import emit_json, machine_info  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
-from batch_data import disc, rect  # noqa: E402
 from matplotlib.path import Path as MplPath  # noqa: E402
-from synth import photo_like  # noqa: E402
 
 from sam_core import Segmenter  # noqa: E402
+
+photo_like = _load_test_module("synth").photo_like
+
+
+def disc(h: int, w: int, center: tuple[int, int], radius: int) -> np.ndarray:
+    """(h, w) bool: a filled disc (as tests/batch_data.py draws it)."""
+    m = np.zeros((h, w), np.uint8)
+    cv2.circle(m, center, radius, 1, -1)
+    return m.astype(bool)
+
+
+def rect(h: int, w: int, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """(h, w) bool: pixels x1..x2-1, y1..y2-1 (a half-open box)."""
+    m = np.zeros((h, w), bool)
+    m[y1:y2, x1:x2] = True
+    return m
 from sam_core.core.evaluation import iou  # noqa: E402
 from sam_core.core.images import load_image  # noqa: E402
 from sam_core.core.polygon_prompt import polygon_to_prompts  # noqa: E402

@@ -75,7 +75,9 @@ def main() -> None:
         wait_for(page, lambda: len(object_rows(page)) == 3, "spoon")
         wait_idle(page)
         page.screenshot(
-            path=str(ROOT / "docs" / "annotation.png"), clip=region(page, "#input-image", "#shortcuts"), full_page=True
+            path=str(ROOT / "docs" / "annotation.png"),
+            clip=region(page, "#input-image", "#shortcuts", "#result"),
+            full_page=True,
         )
 
         page.goto(srv.url)

@@ -671,13 +671,20 @@ class Studio:
         id), when *Exclude committed objects* is on; None otherwise or when there are none."""
         if not state.settings.exclude:
             return None
-        earlier = [o.mask for o in state.objects if o.object_id < state.current_id]
+        earlier = [o for o in state.objects if o.object_id < state.current_id]
         if not earlier:
             return None
-        taken = np.zeros(entry.preview.shape[:2], bool)
-        for m in earlier:
-            taken |= m
-        return taken
+
+        def union() -> np.ndarray:
+            taken = np.zeros(entry.preview.shape[:2], bool)
+            for o in earlier:
+                taken |= o.mask
+            taken.flags.writeable = False
+            return taken
+
+        key = ("taken", entry.key, tuple((o.object_id, o.rev) for o in earlier))  # once per commit, not per click
+        value, _ = self.renders.get_or_create(key, union)
+        return value
 
     def make_object(self, state: SessionState) -> AnnotObject:
         """The object being edited as a committed object: its exact full-resolution mask (the

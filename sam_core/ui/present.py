@@ -12,6 +12,7 @@ import html
 import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from sam_core.app.session import SessionState
 from sam_core.app.studio import ImageEntry, Studio
 from sam_core.core.errors import PromptError
-from sam_core.core.files import prune_dir
+from sam_core.core.files import prune_dir, write_atomic
 from sam_core.core.prompts import Prompts
 from sam_core.core.render import (
     PALETTE,
@@ -91,7 +92,11 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
     if not state.has_image:
         return View(None, [], None, None, {}, [], status or "Upload an image or pick an example.")
     entry = studio.entry(state)
-    base, _ = objects_layer(studio, state, entry)
+    # The committed objects (and segment-everything regions): drawn into the input on the browser
+    # path (whose input is sent only when they change), a cached layer of the result view on the
+    # server path (so a click does not re-encode them).
+    base = objects_layer(studio, state, entry)[0] if browser else entry.preview
+    layer = None if browser else objects_layer_png(studio, state, entry)
     if state.polygon:
         base = draw_polygon(base, state.polygon, scale=entry.scale)
     if browser:
@@ -131,10 +136,10 @@ def render_view(studio: Studio, state: SessionState, status: str = "", *, browse
         selected = cands.chosen
         label = f"mask {cands.chosen + 1} ({res.scores[cands.chosen]:.3f})"
         png = encode_mask_png(cands.shown, colors[cands.chosen], state.settings.alpha)
-        annotated = (input_path, [(_write(studio, state, "mask", png, "png"), label)])
+        annotated = (input_path, [*layer_list(layer), (_write(studio, state, "mask", png, "png"), label)])
         metrics = metrics_dict(studio, state)
-    if annotated is None and state.objects and not browser:
-        annotated = (input_path, [])  # the committed objects, drawn into the input
+    if annotated is None and layer is not None:
+        annotated = (input_path, layer_list(layer))  # the committed objects / regions alone
     keep = {input_path, *(g[0] for g in gallery)} | ({a[0] for a in annotated[1]} if annotated else set())
     prune_dir(studio.render_dir / state.session_id, RENDER_TTL_S, keep)
     return View(input_path, gallery, selected, annotated, metrics, prompt_rows(state.prompts), status)
@@ -173,6 +178,48 @@ def objects_layer(studio: Studio, state: SessionState, entry: ImageEntry) -> tup
         return image, areas
 
     value, _ = studio.renders.get_or_create(key, make)
+    return value
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """A rendered layer PNG shared by the renders that show the same objects (cached by key)."""
+
+    path: str
+    nbytes: int
+
+
+def layer_list(layer: LayerFile | None) -> list[tuple[str, str]]:
+    return [] if layer is None else [(layer.path, "objects")]
+
+
+def objects_layer_png(studio: Studio, state: SessionState, entry: ImageEntry) -> LayerFile | None:
+    """The committed objects (and regions) as an RGBA PNG at the preview size, for the result view:
+    exactly :func:`objects_layer`'s pixels where it differs from the preview, transparent elsewhere.
+    Written once per set of objects into the studio's shared ``layers`` folder."""
+    if not state.objects and state.regions is None:
+        return None
+    key = (
+        "layer",
+        entry.key,
+        state.settings.exclude,
+        tuple((o.object_id, o.rev) for o in state.objects),
+        None if state.regions is None else state.regions.rev,
+    )
+
+    def make() -> LayerFile:
+        image, _ = objects_layer(studio, state, entry)
+        rgba = np.dstack([image, np.any(image != entry.preview, axis=2).astype(np.uint8) * np.uint8(255)])
+        folder = studio.render_dir / "layers"
+        prune_dir(folder, 3600)
+        data = encode_png(rgba)
+        path = write_atomic(folder / f"layer-{uuid.uuid4().hex[:12]}.png", data)
+        return LayerFile(str(path), len(data))
+
+    value, _ = studio.renders.get_or_create(key, make)
+    if not Path(value.path).exists():  # pruned (an hour unused): write it again
+        value = make()
+        studio.renders.put(key, value)
     return value
 
 

@@ -594,6 +594,21 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
                     clear = gr.Button("Clear", elem_id="clear", size="sm")
                     close_poly = gr.Button("Close polygon", elem_id="close-polygon", size="sm")
             status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
+            preset = gr.Textbox(visible=False)
+            title = gr.Textbox(visible=False)
+            examples = load_presets()
+            example_table = None
+            if examples:
+                example_table = gr.Examples(
+                    examples=examples,
+                    inputs=[image, preset, title],
+                    label="Examples (with preset prompts)",
+                    run_on_click=False,
+                    cache_examples=False,
+                    example_labels=[e[2] for e in examples],
+                    elem_id="examples",
+                    api_visibility="private",
+                )
             with gr.Group(elem_id="objects-panel"):
                 with gr.Row(equal_height=True):
                     label = gr.Dropdown(
@@ -647,21 +662,6 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
                 label="Prompts (full-image pixels; edit for exact coordinates — label fg, bg or box)",
                 elem_id="prompts",
             )
-            preset = gr.Textbox(visible=False)
-            title = gr.Textbox(visible=False)
-            examples = load_presets()
-            example_table = None
-            if examples:
-                example_table = gr.Examples(
-                    examples=examples,
-                    inputs=[image, preset, title],
-                    label="Examples (with preset prompts)",
-                    run_on_click=False,
-                    cache_examples=False,
-                    example_labels=[e[2] for e in examples],
-                    elem_id="examples",
-                    api_visibility="private",
-                )
         with gr.Column(scale=3):
             candidates = gr.Gallery(
                 label="Candidates (best preselected — click to choose)",
