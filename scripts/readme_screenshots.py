@@ -20,6 +20,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "browser")]
 
 import importlib.util  # noqa: E402
 
+from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from server import run_server  # noqa: E402
 from test_annotation_browser import object_rows, press, set_label, wait_for  # noqa: E402
@@ -97,7 +98,16 @@ def main() -> None:
             full_page=True,
         )
         browser.close()
+    for name in ("annotation.png", "everything.png"):
+        shrink_png(ROOT / "docs" / name)
     print("wrote docs/annotation.png and docs/everything.png")
+
+
+def shrink_png(path: Path) -> None:
+    """Shrink the screenshot to 3/4's size and store it with a 256-colour palette (keeps the repository small)."""
+    img = Image.open(path).convert("RGB")
+    img = img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.LANCZOS)
+    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 if __name__ == "__main__":

@@ -804,11 +804,17 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
     ev_inputs = [state, ev_pps, ev_iou, ev_stab, ev_min, ev_crops, ev_full]
     ev_run.click(h.run_everything, ev_inputs, [*outputs, mode], **hidden)
     ev_hide.click(h.hide_regions, [state], outputs, **hidden)
-    # One queue for the estimates, so they arrive in the order the settings changed.
-    estimate: dict[str, Any] = {"show_progress": "hidden", "concurrency_id": "ev-estimate", "concurrency_limit": 1}
-    for control in (ev_pps, ev_crops, ev_full):
-        control.change(h.everything_estimate, ev_inputs, ev_estimate, **estimate, **hidden)
-    ev_panel.expand(h.everything_estimate, ev_inputs, ev_estimate, **estimate, **hidden)
+    # One listener for every trigger, one run at a time, only the latest pending one kept: the
+    # estimate shown is always that of the settings last seen.
+    gr.on(
+        [ev_panel.expand, ev_pps.change, ev_crops.change, ev_full.change],
+        h.everything_estimate,
+        ev_inputs,
+        ev_estimate,
+        trigger_mode="always_last",
+        show_progress="hidden",
+        **hidden,
+    )
     model.input(h.switch_model, [model, state], outputs, **hidden)
     client.submit(h.browser_event, [state], outputs, trigger_mode="always_last", show_progress="hidden", **hidden)
     new_obj.click(h.new_object, [state], outputs, **hidden)

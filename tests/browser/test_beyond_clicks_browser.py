@@ -58,6 +58,7 @@ def test_everything_region_erode_polygon_brush_export(browser, decoder_server, a
     text = status(page)
     assert "the cached embedding, no encoder run" in text, text
     assert page.locator("#prompt-mode input:checked").first.get_attribute("value") == "Pick a region"
+    assert "for 64 grid points" in page.locator("#ev-estimate").inner_text()  # the latest settings' estimate
     wait_idle(page)
     shot(page, f"beyond-{path}-everything")
 
