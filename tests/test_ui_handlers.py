@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -210,15 +211,53 @@ def test_switching_to_a_missing_model_offline_explains(handlers, tmp_path, monke
     assert out[0].model_type == "test-tiny"
 
 
-def test_webcam_capture_opens_but_own_renders_do_not(handlers, tmp_path):
-    """Gradio reports a webcam capture only as a change, named image.png; our renders also fire change."""
-    state, rendered, *_ = handlers.upload(str(COFFEE), None)
-    skipped = handlers.webcam(rendered, state)
-    assert all(isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1 for v in skipped)
+def test_image_upload_and_change_open_once_and_own_renders_do_not(handlers, tmp_path):
+    """One listener gets the image's upload and change: Gradio fires both for an upload and for
+    a webcam capture (named image.png), and a change for each render a handler shows."""
+    state, rendered, *_ = handlers.open_image(str(COFFEE), None)
+    assert state.image_name == "coffee.png" and state.untouched
+
+    def skipped(out):
+        return all(isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1 for v in out)
+
+    assert skipped(handlers.open_image(rendered, state))  # our own render, shown back
+    assert skipped(handlers.open_image(str(COFFEE), state))  # the second event of the pair
+    assert skipped(handlers.open_image(None, state))  # a clear has its own listener
     capture = tmp_path / "image.png"
     Image.open(ROOT / "examples" / "chelsea.png").save(capture)
-    out = handlers.webcam(str(capture), state)
+    out = handlers.open_image(str(capture), state)
     assert out[0].size == (451, 300) and out[0].session_id == state.session_id
+    # re-uploading the open image after working on it starts it afresh
+    clicked = handlers.select(out[0], MODE_FG, sel(100, 100))[0]
+    assert not clicked.untouched and len(clicked.prompts.points) == 1
+    again = handlers.open_image(str(capture), clicked)[0]
+    assert again.untouched and not again.prompts.points and again.session_id == state.session_id
+
+
+def test_upload_and_change_fired_together_open_the_image_once(handlers, tmp_path):
+    """Gradio runs the pair at the same time, both with the state from before the open: one
+    opens, the other changes nothing; a later upload of the same file (after the grace) opens."""
+    import threading
+    from types import SimpleNamespace
+
+    handlers.opening.grace_s = 0.5
+    state = handlers.upload(str(COFFEE), None)[0]
+    capture = tmp_path / "image.png"
+    Image.open(ROOT / "examples" / "chelsea.png").save(capture)
+    page = SimpleNamespace(session_hash="page-1")
+    outs: list = []
+    threads = [threading.Thread(target=lambda: outs.append(handlers.open_image(str(capture), state, page)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    opened = [o for o in outs if isinstance(o[0], SessionState)]
+    assert len(outs) == 2 and len(opened) == 1 and opened[0][0].size == (451, 300)
+    other = SimpleNamespace(session_hash="page-2")  # another visitor opening the same file is not a pair
+    assert isinstance(handlers.open_image(str(capture), state, other)[0], SessionState)
+    time.sleep(0.6)
+    assert isinstance(handlers.open_image(str(capture), state, page)[0], SessionState)
 
 
 def browser(kind, **data):

@@ -287,6 +287,21 @@ class SessionState:
             categories=self.categories,
         )
 
+    @property
+    def untouched(self) -> bool:
+        """An image is open and nothing was done to it yet (opening it again gives this state back)."""
+        opened = dataclasses.replace(
+            self.fresh(),
+            model_type=self.model_type,
+            image_key=self.image_key,
+            image_path=self.image_path,
+            image_name=self.image_name,
+            size=self.size,
+            scale=self.scale,
+            encode_ms=self.encode_ms,
+        )
+        return self.has_image and self == opened
+
     # ------------------------------------------------------------------ objects
     @property
     def next_id(self) -> int:

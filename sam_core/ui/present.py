@@ -83,6 +83,12 @@ def _write(studio: Studio, state: SessionState, stem: str, data: bytes, ext: str
     return str(path)
 
 
+def is_own_render(studio: Studio, state: SessionState, path: str) -> bool:
+    """Whether ``path`` is a view this session was shown (Gradio re-serves a render from its
+    cache under the same file name, and reports it as a change of the image)."""
+    return (studio.render_dir / state.session_id / Path(path).name).is_file()
+
+
 def render_view(studio: Studio, state: SessionState, status: str = "", *, browser: bool = False) -> View:
     """Render everything the Segment tab shows for ``state`` at preview resolution.
 

@@ -7,10 +7,13 @@ Handlers are thin: each turns a Gradio event into an application event for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import re
-from collections.abc import Callable
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,6 +51,7 @@ from sam_core.ui.components import FastAnnotatedImage, RawImage
 from sam_core.ui.present import (
     OBJECT_HEADERS,
     ROW_HEADERS,
+    is_own_render,
     metrics_dict,
     metrics_html,
     object_rows,
@@ -58,7 +62,6 @@ from sam_core.ui.present import (
 )
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-WEBCAM_NAME = re.compile(r"image\.(png|jpeg)")  # what Gradio's webcam names a capture
 
 MODE_FG = "Foreground point"
 MODE_BG = "Background point"
@@ -99,7 +102,6 @@ SHORTCUTS_MD = "**Shortcuts** · " + " · ".join(f"<kbd>{k}</kbd> {what}" for k,
 # Handlers that run the model: wrapped with spaces.GPU on ZeroGPU Spaces.
 GPU_HANDLERS = (
     "upload",
-    "webcam",
     "example",
     "select",
     "undo",
@@ -146,6 +148,37 @@ class Outputs(NamedTuple):
     label: Any  # the label of the object being edited (a Dropdown update with the label names)
 
 
+class OpenOnce:
+    """Single flight for opening an image: Gradio fires the image's upload and change events
+    together and runs them at the same time, each with the session state from before the open.
+
+    A (page session, path) pair is claimed while it opens and for ``grace_s`` seconds after
+    (until the new state is stored). Shared by all visitors: keyed and locked.
+    """
+
+    def __init__(self, grace_s: float = 2.0) -> None:
+        self.grace_s = grace_s
+        self._lock = threading.Lock()
+        self._busy: dict[tuple[str, str], float] = {}  # key -> finish time (inf while opening)
+
+    @contextlib.contextmanager
+    def claim(self, session: str, path: str) -> Iterator[bool]:
+        """Yields True to the first caller (which opens), False to a duplicate."""
+        key, now = (session, path), time.monotonic()
+        with self._lock:
+            for k in [k for k, t in self._busy.items() if now - t > self.grace_s]:
+                del self._busy[k]
+            first = key not in self._busy
+            if first:
+                self._busy[key] = math.inf
+        try:
+            yield first
+        finally:
+            if first:
+                with self._lock:
+                    self._busy[key] = time.monotonic()
+
+
 class Handlers:
     """Event handlers of the Segment tab; tests call them with the values Gradio passes."""
 
@@ -156,6 +189,7 @@ class Handlers:
         self.studio = studio
         self.assets = BrowserAssets(studio)
         self.defaults = Settings(decoder_path=decode_clicks)
+        self.opening = OpenOnce()
 
     def _state(self, state: SessionState | None) -> SessionState:
         if isinstance(state, SessionState):
@@ -205,15 +239,33 @@ class Handlers:
             f"Loaded {state.image_name} ({state.size}, ready in {state.encode_ms / 1000:.1f} s) · {status_text(state)}",
         )
 
-    def webcam(self, path: str | None, state: SessionState | None, progress: Any = gr.Progress()) -> Any:
-        """``.change``: a webcam capture arrives only as a change (no upload event).
+    def open_image(
+        self,
+        path: str | None,
+        state: SessionState | None,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),
+    ) -> Any:
+        """``upload`` and ``change`` of the image, one listener: one open per new image.
 
-        The change event also fires when a handler shows a new render in the image, so only a
-        capture (which the front end names ``image.png`` / ``image.jpeg``) is opened.
+        Gradio fires both for an upload and for a webcam capture (older 6.x releases report a
+        capture only as a change), at the same time, and a change for every render a handler
+        shows in the image. So this session's renders are not opened, nor an image already open
+        and untouched, nor the second event of a pair (which carries the state from before the
+        open). Re-uploading the open image after working on it starts it afresh. A clear (no
+        path) has its own listener.
         """
-        if not path or not WEBCAM_NAME.fullmatch(Path(path).name) or (state and state.image_path == path):
+        if not path:
             return _skip_all()
-        return self.upload(path, state, progress)
+        if state is not None and (
+            is_own_render(self.studio, state, path) or (state.image_path == path and state.untouched)
+        ):
+            return _skip_all()
+        page = getattr(request, "session_hash", None)
+        if not page:  # called directly (tests, scripts): no pair
+            return self.upload(path, state, progress)
+        with self.opening.claim(page, path) as first:
+            return self.upload(path, state, progress) if first else _skip_all()
 
     @user_errors
     def example(self, path: str, preset: str, state: SessionState | None, progress: Any = gr.Progress()) -> Outputs:
@@ -770,9 +822,8 @@ def build_segment_tab(studio: Studio, *, decode_clicks: str = "auto") -> Handler
 
     outputs = [state, image, candidates, result, metrics, prompts, status, client, objects, label]
     hidden: dict[str, Any] = {"api_visibility": "private"}
-    image.upload(h.upload, [image, state], outputs, **hidden)
+    gr.on([image.upload, image.change], h.open_image, [image, state], outputs, trigger_mode="always_last", **hidden)
     image.clear(h.upload, [image, state], outputs, **hidden)
-    image.change(h.webcam, [image, state], outputs, **hidden)
     image.select(h.select, [state, mode], outputs, **hidden)
     undo.click(h.undo, [state], outputs, **hidden)
     clear.click(h.clear, [state], outputs, **hidden)
