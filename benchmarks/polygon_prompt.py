@@ -51,7 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 def _load_test_module(name: str) -> Any:
-    """A helper module of tests/ (synth.py: the tests' photo-like backgrounds), loaded by path."""
+    """A helper module of tests/ (synth.py: the tests' shapes and backgrounds), loaded by path."""
     spec = importlib.util.spec_from_file_location(f"_tests_{name}", REPO / "tests" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -69,21 +69,9 @@ from matplotlib.path import Path as MplPath  # noqa: E402
 
 from sam_core import Segmenter  # noqa: E402
 
-photo_like = _load_test_module("synth").photo_like
+_synth = _load_test_module("synth")  # the tests' shapes and photo-like backgrounds
+photo_like, disc, rect = _synth.photo_like, _synth.disc, _synth.rect
 
-
-def disc(h: int, w: int, center: tuple[int, int], radius: int) -> np.ndarray:
-    """(h, w) bool: a filled disc (as tests/batch_data.py draws it)."""
-    m = np.zeros((h, w), np.uint8)
-    cv2.circle(m, center, radius, 1, -1)
-    return m.astype(bool)
-
-
-def rect(h: int, w: int, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-    """(h, w) bool: pixels x1..x2-1, y1..y2-1 (a half-open box)."""
-    m = np.zeros((h, w), bool)
-    m[y1:y2, x1:x2] = True
-    return m
 from sam_core.core.evaluation import iou  # noqa: E402
 from sam_core.core.images import load_image  # noqa: E402
 from sam_core.core.polygon_prompt import polygon_to_prompts  # noqa: E402

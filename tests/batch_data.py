@@ -12,28 +12,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
-from synth import photo_like, uncompressed_rle
+from synth import disc, photo_like, rect, uncompressed_rle
 
 from sam_core.core.geometry import rle_encode
 
 H, W = 96, 128  # a.png, b.png
 HC, WC = 80, 100  # c.jpg
-
-
-def disc(h: int, w: int, center: tuple[int, int], radius: int) -> np.ndarray:
-    m = np.zeros((h, w), np.uint8)
-    cv2.circle(m, center, radius, 1, -1)
-    return m.astype(bool)
-
-
-def rect(h: int, w: int, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-    """Pixels x1..x2-1, y1..y2-1 (a half-open box)."""
-    m = np.zeros((h, w), bool)
-    m[y1:y2, x1:x2] = True
-    return m
 
 
 @dataclass

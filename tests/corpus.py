@@ -331,7 +331,7 @@ def _manifest_with(change: Callable[[dict], object]) -> dict:
     return manifest
 
 
-def _set(path: str, value) -> Callable[[dict], None]:
+def set_at(path: str, value) -> Callable[[dict], None]:
     """A change setting ``manifest[k1][k2]...`` (path "objects.0.id") to ``value``; ``...`` deletes."""
     keys = [int(k) if k.isdigit() else k for k in path.split(".")]
 
@@ -507,59 +507,59 @@ def bad_bundles(folder: Path) -> list[FileCase]:
         add(name, filename, make_zip(bundle_entries(_manifest_with(change), tensors)), words)
 
     manifest_case(
-        "wrong format", "format.zip", _set("format", "labelme"), ("not a SAM Studio bundle", "format", "labelme")
+        "wrong format", "format.zip", set_at("format", "labelme"), ("not a SAM Studio bundle", "format", "labelme")
     )
     manifest_case(
-        "version 2", "v2.zip", _set("version", 2), ("unsupported bundle version 2", "this app reads version 1")
+        "version 2", "v2.zip", set_at("version", 2), ("unsupported bundle version 2", "this app reads version 1")
     )
     manifest_case(
         'version "1"',
         "v1str.zip",
-        _set("version", "1"),
+        set_at("version", "1"),
         ("unsupported bundle version", "string", "this app reads version 1"),
     )
-    manifest_case("version missing", "vnone.zip", _set("version", ...), ("unsupported bundle version", "missing"))
+    manifest_case("version missing", "vnone.zip", set_at("version", ...), ("unsupported bundle version", "missing"))
 
     # --- the schema
     for name, change, words in (
-        ("object id true", _set("objects.0.id", True), ("objects[0].id", "integer", "a boolean")),
-        ("object id 0", _set("objects.0.id", 0), ("objects[0].id", "from 1 to 65535")),
-        ("object id 70000", _set("objects.0.id", 70000), ("objects[0].id", "from 1 to 65535", "70000")),
+        ("object id true", set_at("objects.0.id", True), ("objects[0].id", "integer", "a boolean")),
+        ("object id 0", set_at("objects.0.id", 0), ("objects[0].id", "from 1 to 65535")),
+        ("object id 70000", set_at("objects.0.id", 70000), ("objects[0].id", "from 1 to 65535", "70000")),
         ("duplicate object ids", _add_object, ("objects[1].id", "duplicate id 1")),
         (
             "point x a string",
-            _set("objects.0.prompts.points.0.0", "10"),
+            set_at("objects.0.prompts.points.0.0", "10"),
             ("objects[0].prompts.points[0]", "x must be a finite number"),
         ),
-        ("point label 2", _set("objects.0.prompts.points.1.2", 2), ("objects[0].prompts.points[1]", "0", "1")),
-        ("65 points", _set("objects.0.prompts.points", [[1, 1, 1]] * 65), ("points", "65", "limit of 64")),
-        ("box of 3", _set("objects.0.prompts.box", [1, 2, 3]), ("objects[0].prompts.box", "[x1, y1, x2, y2]")),
-        ("chosen 4", _set("objects.0.chosen", 4), ("objects[0].chosen", "from 0 to 3")),
-        ("5 scores", _set("objects.0.scores", [0.1] * 5), ("objects[0].scores", "limit of 4")),
-        ("min_island -1", _set("objects.0.min_island", -1), ("objects[0].min_island", "from 0")),
-        ("multimask 1", _set("objects.0.multimask", 1), ("objects[0].multimask", "true or false")),
-        ("edit without op", _set("objects.0.edits.0", {"radius": 3}), ("objects[0].edits[0].op", "missing")),
-        ("label too long", _set("objects.0.label", "x" * 201), ("objects[0].label", "200")),
-        ("image key not hex", _set("image.key", "z" * 40), ("image.key", "40 lowercase hex")),
-        ("image width 0", _set("image.width", 0), ("image.width", "from 1")),
-        ("65 settings", _set("settings", {f"k{i}": i for i in range(65)}), ("settings", "limit of 64")),
-        ("setting a list", _set("settings.mode", [1]), ("settings.mode", "a list")),
-        ("1001 categories", _set("categories", ["c"] * 1001), ("categories", "limit of 1000")),
-        ("objects not a list", _set("objects", {}), ("objects", "must be a list")),
+        ("point label 2", set_at("objects.0.prompts.points.1.2", 2), ("objects[0].prompts.points[1]", "0", "1")),
+        ("65 points", set_at("objects.0.prompts.points", [[1, 1, 1]] * 65), ("points", "65", "limit of 64")),
+        ("box of 3", set_at("objects.0.prompts.box", [1, 2, 3]), ("objects[0].prompts.box", "[x1, y1, x2, y2]")),
+        ("chosen 4", set_at("objects.0.chosen", 4), ("objects[0].chosen", "from 0 to 3")),
+        ("5 scores", set_at("objects.0.scores", [0.1] * 5), ("objects[0].scores", "limit of 4")),
+        ("min_island -1", set_at("objects.0.min_island", -1), ("objects[0].min_island", "from 0")),
+        ("multimask 1", set_at("objects.0.multimask", 1), ("objects[0].multimask", "true or false")),
+        ("edit without op", set_at("objects.0.edits.0", {"radius": 3}), ("objects[0].edits[0].op", "missing")),
+        ("label too long", set_at("objects.0.label", "x" * 201), ("objects[0].label", "200")),
+        ("image key not hex", set_at("image.key", "z" * 40), ("image.key", "40 lowercase hex")),
+        ("image width 0", set_at("image.width", 0), ("image.width", "from 1")),
+        ("65 settings", set_at("settings", {f"k{i}": i for i in range(65)}), ("settings", "limit of 64")),
+        ("setting a list", set_at("settings.mode", [1]), ("settings.mode", "a list")),
+        ("1001 categories", set_at("categories", ["c"] * 1001), ("categories", "limit of 1000")),
+        ("objects not a list", set_at("objects", {}), ("objects", "must be a list")),
         (
             "rle size not the image",
-            _set("objects.0.rle.size", [BUNDLE_H - 1, BUNDLE_W]),
+            set_at("objects.0.rle.size", [BUNDLE_H - 1, BUNDLE_W]),
             ("objects[0].rle.size", f"[{BUNDLE_H}, {BUNDLE_W}]"),
         ),
         (
             "rle counts too many pixels",
-            _set("objects.0.rle.counts", coco_rle(bundle_rect_mask())["counts"] + "1"),
+            set_at("objects.0.rle.counts", coco_rle(bundle_rect_mask())["counts"] + "1"),
             ("objects[0].rle.counts", "pixels"),
         ),
-        ("rle counts not RLE", _set("objects.0.rle.counts", "hello world"), ("objects[0].rle.counts", "'0' to 'o'")),
+        ("rle counts not RLE", set_at("objects.0.rle.counts", "hello world"), ("objects[0].rle.counts", "'0' to 'o'")),
         (
             "mask_input names a missing tensor",
-            _set("objects.0.mask_input", "m2"),
+            set_at("objects.0.mask_input", "m2"),
             ("objects[0].mask_input", "'m2'", "missing"),
         ),
     ):

@@ -25,6 +25,22 @@ def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
+def disc(h: int, w: int, center: tuple[int, int], radius: int) -> np.ndarray:
+    """(h, w) bool: a filled disc (OpenCV's rasterisation)."""
+    import cv2
+
+    m = np.zeros((h, w), np.uint8)
+    cv2.circle(m, center, radius, 1, -1)
+    return m.astype(bool)
+
+
+def rect(h: int, w: int, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """(h, w) bool: pixels x1..x2-1, y1..y2-1 (a half-open box)."""
+    m = np.zeros((h, w), bool)
+    m[y1:y2, x1:x2] = True
+    return m
+
+
 def uncompressed_rle(mask: np.ndarray) -> list[int]:
     """COCO's uncompressed RLE of an (H, W) mask: column-major run lengths, starting with zeros."""
     counts, current, run = [], 0, 0

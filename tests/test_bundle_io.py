@@ -31,6 +31,7 @@ from corpus import (
     deflate_zeros,
     make_zip,
     patch_zip_entry,
+    set_at,
 )
 from pycocotools import mask as coco_mask
 
@@ -518,14 +519,7 @@ def test_version_is_checked_before_the_tensors():
 
 def _mutated(path: str, value):
     manifest = bundle_manifest()
-    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
-    node = manifest
-    for k in keys[:-1]:
-        node = node[k]
-    if value is ...:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
+    set_at(path, value)(manifest)
     return manifest
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from sam_core.app.session import MAX_OBJECTS, AnnotObject, SessionState, Step, clean_label
 from sam_core.app.studio import Studio, derive_candidates
-from sam_core.core.bundle_io import BUNDLE_FORMAT, BUNDLE_VERSION, read_bundle, write_bundle
+from sam_core.core.bundle_io import BUNDLE_FORMAT, BUNDLE_VERSION, MASK_INPUT_SHAPE, read_bundle, write_bundle
 from sam_core.core.dataset_export import (
     ObjectMask,
     categories_of,
@@ -33,12 +33,13 @@ from sam_core.core.dataset_export import (
     cutouts,
     encode_label_map_png,
     label_map,
+    trace_outlines,
     yolo_classes_txt,
     yolo_lines,
 )
 from sam_core.core.errors import ImageError, PromptError, UserError
 from sam_core.core.files import prune_dir, safe_stem, write_atomic
-from sam_core.core.geometry import rle_decode
+from sam_core.core.geometry import exclusive_in_order, rle_decode
 from sam_core.core.mask_edits import edit_from_json, edit_to_json
 from sam_core.core.prompts import Prompts
 from sam_core.core.render import encode_png
@@ -68,13 +69,15 @@ def export_objects(studio: Studio, state: SessionState) -> list[Path]:
     name = entry.image.name
     stem = safe_stem(name)
     folder = studio.render_dir / state.session_id / f"objects-{uuid.uuid4().hex[:6]}"
+    outlines = trace_outlines(objs, size)  # once for the COCO polygons and the YOLO lines
+    yolo = "\n".join(yolo_lines(objs, categories, size, outlines=outlines)) + "\n"
     rle = coco_instances(name, size, objs, categories, segmentation="rle")
-    polygons = coco_instances(name, size, objs, categories, segmentation="polygons")
+    polygons = coco_instances(name, size, objs, categories, segmentation="polygons", outlines=outlines)
     paths = [
         write_atomic(folder / f"{stem}_labels.png", encode_label_map_png(label_map(objs, size))),
         write_atomic(folder / f"{stem}_coco.json", json.dumps(rle).encode()),
         write_atomic(folder / f"{stem}_coco_polygons.json", json.dumps(polygons).encode()),
-        write_atomic(folder / f"{stem}.txt", ("\n".join(yolo_lines(objs, categories, size)) + "\n").encode()),
+        write_atomic(folder / f"{stem}.txt", yolo.encode()),
         write_atomic(folder / "classes.txt", yolo_classes_txt(categories).encode()),
     ]
     labels = {o.object_id: o.label for o in objs}
@@ -91,12 +94,9 @@ def bundle_bytes(studio: Studio, state: SessionState) -> bytes:
     """The session's annotation of its image as a bundle (zip bytes)."""
     entry = studio.entry(state)
     seg = studio.segmenter(state.model_type)
-    objects: list[AnnotObject] = list(state.objects)
-    if state.candidates is not None:
-        objects.append(studio.make_object(state))
+    objects = studio.all_objects(state)
     if not objects:
         raise UserError("Nothing to save yet: click on an object first.")
-    objects.sort(key=lambda o: o.object_id)
     tensors: dict[str, np.ndarray] = {}
     items = []
     for o in objects:
@@ -104,7 +104,7 @@ def bundle_bytes(studio: Studio, state: SessionState) -> bytes:
         name = None
         if mask_input is not None:
             name = f"mask_input_{o.object_id}"
-            tensors[name] = np.ascontiguousarray(mask_input, dtype=np.float32).reshape(1, 256, 256)
+            tensors[name] = np.ascontiguousarray(mask_input, dtype=np.float32).reshape(MASK_INPUT_SHAPE)
         items.append(
             {
                 "id": o.object_id,
@@ -307,17 +307,14 @@ def annotate_file(
             raise PromptError(f"object {i}: {err}") from None
     seg = studio.segmenter()
     emb, hit = seg.embed(entry.image.rgb, image_key=entry.key)
-    objs: list[ObjectMask] = []
-    taken: np.ndarray | None = None
-    for i, (label, prompts) in enumerate(items, start=1):
-        res = seg.decode(emb, prompts, multimask=multimask, cache_hit=hit, backend="torch")
-        best = res.best_index
-        mask = res.full_mask(best, threshold=0.0)
-        if exclude_committed:
-            if taken is None:
-                taken = np.zeros_like(mask)
-            mask, taken = mask & ~taken, taken | mask
-        objs.append(ObjectMask(i, label, mask, float(res.scores[best])))
+    results = [seg.decode(emb, prompts, multimask=multimask, cache_hit=hit, backend="torch") for _, prompts in items]
+    masks = [res.full_mask(res.best_index, threshold=0.0) for res in results]
+    if exclude_committed:
+        masks = list(exclusive_in_order(masks))
+    objs = [
+        ObjectMask(i, label, mask, float(res.scores[res.best_index]))
+        for i, ((label, _), res, mask) in enumerate(zip(items, results, masks, strict=True), start=1)
+    ]
     categories = categories_of([o.label for o in objs])
     coco = coco_instances(entry.image.name, size, objs, categories, segmentation="rle")
     prune_dir(studio.render_dir / "api", 600)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sam_core.core.bundle_io import MAX_OBJECTS  # objects per image (a bundle holds them all)
 from sam_core.core.enhance import Clahe
 from sam_core.core.errors import PromptError, UserError
 from sam_core.core.prompts import Prompts
@@ -27,7 +28,6 @@ from sam_core.core.sizes import ImageSize
 from sam_core.model.segmenter import SegmentResult
 
 MAX_HISTORY = 200  # undo steps kept per session
-MAX_OBJECTS = 1000  # objects per image
 MAX_LABEL = 100  # characters of a label name
 DEFAULT_LABEL = "object"
 DECODER_PATHS = ("auto", "browser", "server")

@@ -33,9 +33,17 @@ import numpy as np
 from sam_core.app.records import make_record
 from sam_core.app.session import AnnotObject, Candidates, PromptMode, Regions, SessionState, Settings
 from sam_core.core.cache import LRUCache
-from sam_core.core.enhance import Clahe, apply_clahe
+from sam_core.core.enhance import Clahe, apply_clahe, encoder_key
 from sam_core.core.errors import PromptError, UserError
-from sam_core.core.geometry import mask_area, mask_metrics, postprocess_mask, rle_decode, rle_encode
+from sam_core.core.evaluation import iou
+from sam_core.core.geometry import (
+    exclusive_in_order,
+    mask_area,
+    mask_metrics,
+    postprocess_mask,
+    rle_decode,
+    rle_encode,
+)
 from sam_core.core.images import DEFAULT_MAX_PIXELS, LoadedImage, image_hash, image_stats, load_image, preview
 from sam_core.core.mask_edits import MaskEdit, Stroke, apply_edits
 from sam_core.core.polygon_prompt import polygon_to_prompts
@@ -43,7 +51,7 @@ from sam_core.core.prompts import Prompts
 from sam_core.core.sizes import ImageSize
 from sam_core.model.everything import EverythingSettings, decode_ms_per_point, estimate_ms, segment_everything
 from sam_core.model.results import SegmentResult
-from sam_core.model.segmenter import Embedding, Segmenter
+from sam_core.model.segmenter import Embedding, Segmenter, input_size
 from sam_core.runlog import RunLog, RunRecord
 
 log = logging.getLogger(__name__)
@@ -215,7 +223,7 @@ class ImageEntry:
             enhanced = apply_clahe(self.image.rgb, clahe)
             enhanced.flags.writeable = False
             cache[key] = enhanced
-        return cache[key], f"{self.key}-{key}"
+        return cache[key], encoder_key(self.key, clahe)
 
     def named(self, name: str | None) -> ImageEntry:
         """The shared entry (keyed by pixels) as one caller sees it: with that caller's own file
@@ -262,12 +270,6 @@ def derive_candidates(
     return Candidates(result, masks, settings.mask_key, chosen, metrics, mask_input, final)
 
 
-def _input_size(size: ImageSize, long_side: int = 1024) -> ImageSize:
-    """The size of SAM's encoder input for an image of ``size`` (long side resized to 1024)."""
-    s = long_side / max(size.width, size.height)
-    return ImageSize(int(size.width * s + 0.5), int(size.height * s + 0.5))
-
-
 def _shrink(rgb: np.ndarray, size: ImageSize) -> np.ndarray:
     return cv2.resize(rgb, (size.width, size.height), interpolation=cv2.INTER_AREA)
 
@@ -276,6 +278,13 @@ def _shrink_mask(mask: np.ndarray, size: ImageSize) -> np.ndarray:
     """(H, W) bool -> ``size`` bool: pixels at least half covered (area resampling)."""
     small = cv2.resize(mask.view(np.uint8) * np.uint8(255), (size.width, size.height), interpolation=cv2.INTER_AREA)
     return small >= 128
+
+
+def _nbytes(value: Any) -> int:
+    """What a ``Studio.renders`` value holds in memory (arrays, or tuples of them), at least 1."""
+    if isinstance(value, tuple):
+        return max(1, sum(_nbytes(v) for v in value))
+    return int(getattr(value, "nbytes", 0)) or 1
 
 
 class Studio:
@@ -300,7 +309,7 @@ class Studio:
         self.images: LRUCache[ImageEntry] = LRUCache(64, image_cache_mb << 20, lambda e: e.nbytes)
         # Preview-size renders shared by every visitor, keyed by what they show (e.g. the
         # committed objects over an image): made once per change, not once per click.
-        self.renders: LRUCache[Any] = LRUCache(64, 512 << 20, lambda v: int(getattr(v, "nbytes", 0)) or 1)
+        self.renders: LRUCache[Any] = LRUCache(64, 512 << 20, _nbytes)
         self.runlog = RunLog(self.outputs_dir / "logs")
         # Called with every record log_run appends (e.g. the Prometheus exporter); errors are logged.
         self.observers: list[Callable[[RunRecord], None]] = []
@@ -592,7 +601,7 @@ class Studio:
         emb, _ = self.embed(state, entry, seg)
         rgb, key = entry.encoder_input(state.settings.enhancement)
         small = entry.preview_size
-        if not full_resolution and entry.scale < 1.0 and _input_size(small) == emb.input_size:
+        if not full_resolution and entry.scale < 1.0 and input_size(small) == emb.input_size:
             # The same 1024-px encoder input: the embedding serves the preview size as well.
             rgb = entry.preview if state.settings.enhancement is None else _shrink(rgb, small)
             emb = dataclasses.replace(emb, image_size=small)
@@ -661,30 +670,35 @@ class Studio:
         if cands is None:
             return state
         region = rle_decode(regions.rles[rid - 1])
-        ious = [float((m & region).sum()) / max(1.0, float((m | region).sum())) for m in cands.masks]
-        best = int(np.argmax(ious))
+        best = int(np.argmax([iou(m, region) for m in cands.masks]))
         return state if best == cands.chosen else self.handle(state, Choose(best), source=source)
 
     # ----------------------------------------------------------------- objects
     def taken(self, state: SessionState, entry: ImageEntry) -> np.ndarray | None:
         """(h, w) bool preview pixels of the objects before the one being edited (ids below its
         id), when *Exclude committed objects* is on; None otherwise or when there are none."""
-        if not state.settings.exclude:
-            return None
-        earlier = [o for o in state.objects if o.object_id < state.current_id]
-        if not earlier:
+        key = self.taken_key(state, entry)
+        if key is None:
             return None
 
         def union() -> np.ndarray:
             taken = np.zeros(entry.preview.shape[:2], bool)
-            for o in earlier:
-                taken |= o.mask
+            for o in state.objects:
+                if o.object_id < state.current_id:
+                    taken |= o.mask
             taken.flags.writeable = False
             return taken
 
-        key = ("taken", entry.key, tuple((o.object_id, o.rev) for o in earlier))  # once per commit, not per click
-        value, _ = self.renders.get_or_create(key, union)
+        value, _ = self.renders.get_or_create(key, union)  # once per commit, not per click
         return value
+
+    def taken_key(self, state: SessionState, entry: ImageEntry) -> tuple[Any, ...] | None:
+        """What :meth:`taken` depends on (the image, the earlier objects and their revisions), a
+        cache key; None when nothing is taken."""
+        if not state.settings.exclude:
+            return None
+        earlier = tuple((o.object_id, o.rev) for o in state.objects if o.object_id < state.current_id)
+        return ("taken", entry.key, earlier) if earlier else None
 
     def make_object(self, state: SessionState) -> AnnotObject:
         """The object being edited as a committed object: its exact full-resolution mask (the
@@ -719,20 +733,18 @@ class Studio:
         """Every object of the image with its final full-resolution (H, W) bool mask, by id:
         the committed ones and the one being edited (when it has a mask). With *Exclude committed
         objects*, each mask loses the pixels of every object with a smaller id."""
+        objects = self.all_objects(state)
+        masks = [rle_decode(o.rle) for o in objects]
+        if state.settings.exclude:
+            masks = list(exclusive_in_order(masks))
+        return list(zip(objects, masks, strict=True))
+
+    def all_objects(self, state: SessionState) -> list[AnnotObject]:
+        """The committed objects and the one being edited (when it has a mask), by id."""
         objects = list(state.objects)
         if state.candidates is not None:
             objects.append(self.make_object(state))
-        objects.sort(key=lambda o: o.object_id)
-        out: list[tuple[AnnotObject, np.ndarray]] = []
-        taken: np.ndarray | None = None
-        for obj in objects:
-            mask = rle_decode(obj.rle)
-            if state.settings.exclude:
-                if taken is None:
-                    taken = np.zeros_like(mask)
-                mask, taken = mask & ~taken, taken | mask
-            out.append((obj, mask))
-        return out
+        return sorted(objects, key=lambda o: o.object_id)
 
     def log_run(
         self,

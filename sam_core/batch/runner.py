@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from huggingface_hub.utils import tqdm  # tqdm.auto's bar, typed
 
-from sam_core.app.records import make_result_record
+from sam_core.app.records import make_result_record, preprocess_extra
 from sam_core.batch.experiments import (
     EXPERIMENT_COLUMNS,
     EXPERIMENTS,
@@ -55,7 +55,7 @@ from sam_core.batch.inputs import (
 )
 from sam_core.batch.outputs import columns_for
 from sam_core.batch.shards import ShardLayout, assemble
-from sam_core.core.enhance import Clahe, apply_clahe
+from sam_core.core.enhance import Clahe, apply_clahe, encoder_key
 from sam_core.core.errors import ImageError, PromptError, UserError
 from sam_core.core.evaluation import BOUNDARY_TOLERANCE, PROMPT_MODES, boundary_f, dice, iou, prompts_from_reference
 from sam_core.core.files import safe_stem, write_atomic
@@ -232,7 +232,7 @@ def _describe(config: StudyConfig, plan: _Plan, seg: Segmenter) -> dict[str, Any
         "max_clicks": config.max_clicks if config.experiment == "clicks" else None,
     }
     if config.clahe is not None:  # only when set: the fingerprints of plain studies stay as they were
-        settings["clahe"] = config.clahe.key()
+        settings["clahe"] = _clahe_key(config.clahe)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     columns = columns_for(
         EXPERIMENT_COLUMNS[config.experiment],
@@ -302,7 +302,7 @@ def _load(img: ImageInput, max_pixels: int, clahe: Clahe | None = None) -> _Load
     if clahe is None:
         return _Loaded(img, loaded, key, stats, encoder_rgb=loaded.rgb, encoder_key=key)
     enhanced = apply_clahe(loaded.rgb, clahe)
-    return _Loaded(img, loaded, key, stats, encoder_rgb=enhanced, encoder_key=f"{key}-{clahe.key()}")
+    return _Loaded(img, loaded, key, stats, encoder_rgb=enhanced, encoder_key=encoder_key(key, clahe))
 
 
 def _prefetched(
@@ -560,7 +560,7 @@ class _Run:
                         "experiment": self.config.experiment,
                         "variant": o.variant,
                         "refined": o.refined,
-                        **({"preprocess": self.config.clahe.key()} if self.config.clahe is not None else {}),
+                        **(preprocess_extra(self.config.clahe) or {}),
                         **{k: row[k] for k in ("dice", "boundary_f") if k in row},
                     },
                 )

@@ -46,7 +46,9 @@ from typing import Any, NoReturn
 import numpy as np
 import safetensors.numpy
 
+from sam_core.core.dataset_export import MAX_OBJECT_ID  # the label map is 16-bit
 from sam_core.core.errors import UserError
+from sam_core.core.prompts import MAX_POINTS
 
 __all__ = [
     "ALLOWED_NAMES",
@@ -84,8 +86,6 @@ MAX_SETTING_STR = 1024
 MAX_CATEGORIES = 1000
 MAX_LABEL = 200
 MAX_OBJECTS = 1000
-MAX_OBJECT_ID = 65535
-MAX_POINTS = 64
 MAX_SCORES = 4
 MAX_EDITS = 1000
 MAX_OP = 64

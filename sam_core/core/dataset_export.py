@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -520,17 +520,25 @@ def keyhole_polygons(mask: np.ndarray, *, tolerance: float = 0.0, min_area: floa
     return [p.reshape(-1).tolist() for p in _part_polygons(m, tolerance=tolerance, min_area=min_area)]
 
 
-def _single_polygon(mask: np.ndarray, *, tolerance: float) -> np.ndarray | None:
-    """All parts and holes of a mask as ONE ``(m, 2)`` pixel-edge polygon (``None`` when empty).
+def trace_outlines(
+    objects: Sequence[ObjectMask], size: ImageSize, *, tolerance: float = 0.0
+) -> dict[int, list[np.ndarray]]:
+    """Each object's keyhole polygons (``(m, 2)`` pixel-edge vertices, one per part, holes
+    spliced in; :func:`keyhole_polygons` before flattening), by object id: the tracing that
+    :func:`coco_instances` (polygons) and :func:`yolo_lines` share. Pass it to both (with the
+    same ``tolerance``) to trace each mask once."""
+    checked = _check_objects(objects, _check_size(size))
+    return {oid: _part_polygons(mask, tolerance=tolerance, min_area=1.0) for oid, mask in checked}
 
-    The parts' keyhole polygons are joined at their closest vertices (the idea of
-    ultralytics' ``merge_multi_segment``, over a minimum spanning tree rather than a
-    chain in list order), largest part first.
+
+def _single_polygon(parts: Sequence[np.ndarray]) -> np.ndarray | None:
+    """All parts (keyhole polygons) of a mask as ONE ``(m, 2)`` pixel-edge polygon (``None`` when empty).
+
+    The parts are joined at their closest vertices (the idea of ultralytics'
+    ``merge_multi_segment``, over a minimum spanning tree rather than a chain in list
+    order), largest part first.
     """
-    parts = _part_polygons(mask, tolerance=tolerance, min_area=1.0)
-    if not parts:
-        return None
-    return _splice(parts)
+    return _splice(parts) if parts else None
 
 
 # --------------------------------------------------------------------------- COCO
@@ -545,6 +553,7 @@ def coco_instances(
     segmentation: str = "rle",
     image_id: int = 1,
     tolerance: float = 0.0,
+    outlines: Mapping[int, Sequence[np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """A COCO "instances" dict for one image and its objects (``json.dumps``-able).
 
@@ -561,6 +570,9 @@ def coco_instances(
       bit for bit.
     * ``"polygons"``: :func:`keyhole_polygons` of the mask with ``tolerance`` (exact
       with ``tolerance=0``, holes kept as holes, one polygon per part).
+
+    ``outlines``: the objects' :func:`trace_outlines` (same ``tolerance``), so that masks
+    traced for another format are not traced again.
 
     Objects with an EMPTY mask are skipped (no annotation). Raises :class:`UserError`
     for a mask not of ``size``, an id outside ``1..65535``, a repeated id, repeated
@@ -581,7 +593,12 @@ def coco_instances(
             continue
         x1, y1, x2, y2 = box
         area = int(np.count_nonzero(mask[y1:y2, x1:x2]))
-        segm: Any = rle_encode(mask) if segmentation == "rle" else keyhole_polygons(mask, tolerance=tolerance)
+        if segmentation == "rle":
+            segm: Any = rle_encode(mask)
+        elif outlines is not None:  # traced already (:func:`trace_outlines`)
+            segm = [p.reshape(-1).tolist() for p in outlines[oid]]
+        else:
+            segm = keyhole_polygons(mask, tolerance=tolerance)
         ann: dict[str, Any] = {
             "id": oid,
             "image_id": int(image_id),
@@ -607,7 +624,12 @@ def coco_instances(
 
 
 def yolo_lines(
-    objects: Sequence[ObjectMask], categories: Sequence[str], size: ImageSize, *, tolerance: float = 0.0
+    objects: Sequence[ObjectMask],
+    categories: Sequence[str],
+    size: ImageSize,
+    *,
+    tolerance: float = 0.0,
+    outlines: Mapping[int, Sequence[np.ndarray]] | None = None,
 ) -> list[str]:
     """Ultralytics YOLO segmentation label lines: ``"<class> x1 y1 x2 y2 ..."``, one per object.
 
@@ -619,7 +641,8 @@ def yolo_lines(
     closest vertices (:func:`keyhole_polygons`, then the joining idea of ultralytics'
     ``merge_multi_segment``): an even-odd rasteriser such as ``cv2.fillPoly`` keeps the
     holes empty and draws each bridge as a thin line at most. ``tolerance`` (px)
-    simplifies the rings first. Objects with an empty mask give no line.
+    simplifies the rings first; ``outlines`` (:func:`trace_outlines`) spares the tracing.
+    Objects with an empty mask give no line.
     """
     size = _check_size(size)
     names = _check_categories(categories)
@@ -627,8 +650,9 @@ def yolo_lines(
     indices = [_category_index(obj, names) for obj in objects]
     scale = np.array([size.width, size.height], dtype=np.float64)
     lines = []
-    for (_, mask), index in zip(checked, indices, strict=True):
-        polygon = _single_polygon(mask, tolerance=tolerance)
+    for (oid, mask), index in zip(checked, indices, strict=True):
+        parts = outlines[oid] if outlines is not None else _part_polygons(mask, tolerance=tolerance, min_area=1.0)
+        polygon = _single_polygon(parts)
         if polygon is None:
             continue
         coords = np.clip(polygon / scale, 0.0, 1.0).reshape(-1)

@@ -64,6 +64,12 @@ class Clahe:
         return f"clahe{self.clip_limit!r}x{self.tile_grid}"
 
 
+def encoder_key(image_key: str, clahe: Clahe | None) -> str:
+    """The embedding cache key of an image as the encoder sees it: ``image_key`` for the plain
+    image, ``"<image_key>-<clahe key>"`` for its enhanced copy (never mixed with the plain one)."""
+    return image_key if clahe is None else f"{image_key}-{clahe.key()}"
+
+
 def apply_clahe(rgb: np.ndarray, clahe: Clahe) -> np.ndarray:
     """CLAHE on the lightness of an ``(H, W, 3)`` uint8 RGB image; returns a new one.
 

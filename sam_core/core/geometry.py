@@ -19,6 +19,7 @@ full-resolution mask is fine).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cv2
@@ -177,6 +178,17 @@ def rle_decode(rle: dict[str, Any]) -> np.ndarray:
             counts = counts.encode("ascii")
         compressed = {"size": [h, w], "counts": counts}
     return mask_utils.decode(compressed).astype(bool)
+
+
+def exclusive_in_order(masks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Each ``(H, W)`` bool mask without the pixels of the masks before it (new arrays): the
+    *Exclude committed objects* rule, with the objects in id order (an earlier one keeps its pixels)."""
+    taken: np.ndarray | None = None
+    for mask in masks:
+        if taken is None:
+            taken = np.zeros(mask.shape, bool)
+        yield mask & ~taken
+        taken |= mask
 
 
 def mask_metrics(mask: np.ndarray, *, scale: float = 1.0) -> dict[str, Any]:

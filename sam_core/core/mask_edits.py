@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .geometry import bbox_tuple
+from .geometry import bbox_tuple, postprocess_mask
 
 __all__ = [
     "MAX_K",
@@ -359,15 +359,8 @@ def _keep_components(
 
 
 def _remove_islands(mask: np.ndarray, min_area: float) -> np.ndarray:
-    found = _components(mask)
-    if found is None or min_area <= 0:
-        return mask.copy()
-    box, labels, areas = found
-    keep = areas >= min_area
-    keep[0] = False
-    if not keep.any():  # every component is small: keep the largest, never empty the mask
-        keep[int(np.argmax(areas[1:])) + 1] = True
-    return _keep_components(mask, box, labels, keep)
+    """The clean-up's island rule (areas are whole pixels: below ``min_area`` = below its ceiling)."""
+    return mask.copy() if min_area <= 0 else postprocess_mask(mask, min_island=math.ceil(min_area))
 
 
 def _keep_largest(mask: np.ndarray, k: int) -> np.ndarray:

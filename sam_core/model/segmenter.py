@@ -64,8 +64,10 @@ class Embedding:
         return self.features.numel() * self.features.element_size()
 
 
-def _preprocess_shape(h: int, w: int, long_side: int = 1024) -> tuple[int, int]:
-    return ResizeLongestSide.get_preprocess_shape(h, w, long_side)
+def input_size(size: ImageSize, long_side: int = 1024) -> ImageSize:
+    """SAM's encoder input frame for an image of ``size``: the long side resized to ``long_side``
+    (``ResizeLongestSide.get_preprocess_shape``)."""
+    return ImageSize.from_hw(ResizeLongestSide.get_preprocess_shape(size.height, size.width, long_side))
 
 
 class Segmenter:
@@ -253,7 +255,7 @@ class Segmenter:
 
     def prepare_input(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (1, 3, h, w) uint8 tensor, long side 1024 (PIL bilinear, as SAM)."""
-        h, w = _preprocess_shape(image.shape[0], image.shape[1], self.transform.target_length)
+        w, h = input_size(ImageSize.from_hw(image.shape[:2]), self.transform.target_length)
         resized = np.array(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))  # writable for torch
         return torch.from_numpy(resized).permute(2, 0, 1)[None]
 

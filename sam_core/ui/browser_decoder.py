@@ -73,7 +73,7 @@ class BrowserAssets:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._token = uuid.uuid4().hex  # embedding URLs are not guessable
         self._lock = threading.Lock()
-        self._files: OrderedDict[tuple[str, str], Path] = OrderedDict()
+        self._files: OrderedDict[tuple[Any, ...], Path] = OrderedDict()  # embeddings and taken-pixel PNGs
         self._decoders: dict[str, Any] = {}  # model_id -> DecoderFiles, or the error text
         register_static(STATIC_DIR, self.dir)
 
@@ -106,13 +106,13 @@ class BrowserAssets:
         return (None, known) if isinstance(known, str) else (known, None)
 
     # -------------------------------------------------------------- embeddings
-    def embedding_file(self, seg: Segmenter, entry: ImageEntry, state: SessionState | None = None) -> Path:
+    def embedding_file(self, seg: Segmenter, entry: ImageEntry, state: SessionState) -> Path:
         """The fp16 embedding file of ``entry`` for ``seg`` and the session's pre-processing (written
         once, LRU of 64 files). Its header names the image (the page checks it); its file name
         also carries the pre-processing, so a contrast-enhanced embedding has its own URL."""
         mid = browser_embedding.model_id(seg.model_type, seg.weights_id)
-        state = state or SessionState(image_key=entry.key)
-        _, enc_key = entry.encoder_input(state.settings.enhancement)
+        clahe = state.settings.enhancement
+        _, enc_key = entry.encoder_input(clahe)
         key = (mid, enc_key)
         with self._lock:
             path = self._files.get(key)
@@ -127,7 +127,7 @@ class BrowserAssets:
             image_size=emb.image_size,
             input_size=emb.input_size,
         )
-        suffix = enc_key[len(entry.key) :]  # "" or "-clahe2.0x8"
+        suffix = "" if clahe is None else f"-{clahe.key()}"  # e.g. "-clahe2.0x8"
         name = f"{self._token[:16]}-{seg.model_type}-{entry.key[:16]}{suffix}.samemb"
         path = write_atomic(self.dir / name, data)
         with self._lock:
@@ -187,11 +187,7 @@ class BrowserAssets:
             return json.dumps(out)
         entry = self.studio.entry(state)
         out.update(
-            image_key=entry.key,
             embedding_url=file_url(self.embedding_file(seg, entry, state)),
-            full=[entry.image.size.width, entry.image.size.height],
-            preview=[entry.preview_size.width, entry.preview_size.height],
-            scale=entry.scale,
             prompts=state.prompts.to_dict(),
             pending_corner=list(state.pending_corner) if state.pending_corner else None,
             chosen=state.chosen,
@@ -203,14 +199,13 @@ class BrowserAssets:
         """URL of the preview pixels the object being edited may not cover (*Exclude committed
         objects*; a 0/255 greyscale PNG at the preview size), or None. Written once per set of
         earlier objects and kept with the embedding files (same LRU)."""
-        if not state.settings.exclude:
+        key = self.studio.taken_key(state, entry)
+        if key is None:
             return None
-        earlier = tuple((o.object_id, o.rev) for o in state.objects if o.object_id < state.current_id)
-        if not earlier:
-            return None
-        key = ("taken", entry.key + ":" + ",".join(f"{i}.{r}" for i, r in earlier))
         with self._lock:
             path = self._files.get(key)
+            if path is not None:
+                self._files.move_to_end(key)
         if path is None or not path.exists():
             taken = self.studio.taken(state, entry)
             if taken is None:

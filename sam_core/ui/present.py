@@ -21,10 +21,12 @@ from sam_core.app.session import SessionState
 from sam_core.app.studio import ImageEntry, Studio
 from sam_core.core.errors import PromptError
 from sam_core.core.files import prune_dir, write_atomic
+from sam_core.core.geometry import exclusive_in_order
 from sam_core.core.prompts import Prompts
 from sam_core.core.render import (
     PALETTE,
     candidate_thumbnails,
+    cutout_rgba,
     draw_label_map,
     draw_objects,
     draw_polygon,
@@ -156,28 +158,18 @@ def objects_layer(studio: Studio, state: SessionState, entry: ImageEntry) -> tup
     committed objects*, each without the pixels of objects with smaller ids), and each object's
     area as drawn, in full-image px. Cached in ``studio.renders`` by what it shows, so a click
     with 10 objects in the image does not redraw them."""
-    regions = state.regions
-    if not state.objects and regions is None:
+    key = _objects_key("objects", state, entry)
+    if key is None:
         return entry.preview, {}
-    exclude = state.settings.exclude
-    key = (
-        "objects",
-        entry.key,
-        exclude,
-        tuple((o.object_id, o.rev) for o in state.objects),
-        None if regions is None else regions.rev,
-    )
+    regions = state.regions
 
     def make() -> tuple[np.ndarray, dict[int, float]]:
-        drawn: list[tuple[int, str, np.ndarray]] = []
+        masks = [o.mask for o in state.objects]  # by id
         areas: dict[int, float] = {}
-        taken = np.zeros(entry.preview.shape[:2], bool) if exclude else None
-        for o in state.objects:  # by id
-            mask = o.mask
-            if taken is not None:
-                mask, taken = mask & ~taken, taken | mask
-                areas[o.object_id] = float(mask.sum()) / entry.scale**2
-            drawn.append((o.object_id, o.label, mask))
+        if state.settings.exclude:
+            masks = list(exclusive_in_order(masks))
+            areas = {o.object_id: float(m.sum()) / entry.scale**2 for o, m in zip(state.objects, masks, strict=True)}
+        drawn = [(o.object_id, o.label, m) for o, m in zip(state.objects, masks, strict=True)]
         under = entry.preview if regions is None else draw_label_map(entry.preview, regions.labels, alpha=0.45)
         image = draw_objects(under, drawn)
         image.flags.writeable = False
@@ -185,6 +177,15 @@ def objects_layer(studio: Studio, state: SessionState, entry: ImageEntry) -> tup
 
     value, _ = studio.renders.get_or_create(key, make)
     return value
+
+
+def _objects_key(kind: str, state: SessionState, entry: ImageEntry) -> tuple[Any, ...] | None:
+    """A ``studio.renders`` key of what the committed objects (and regions) look like over the
+    image; None when there is nothing to draw."""
+    if not state.objects and state.regions is None:
+        return None
+    objects = tuple((o.object_id, o.rev) for o in state.objects)
+    return (kind, entry.key, state.settings.exclude, objects, None if state.regions is None else state.regions.rev)
 
 
 @dataclass(frozen=True)
@@ -203,19 +204,13 @@ def objects_layer_png(studio: Studio, state: SessionState, entry: ImageEntry) ->
     """The committed objects (and regions) as an RGBA PNG at the preview size, for the result view:
     exactly :func:`objects_layer`'s pixels where it differs from the preview, transparent elsewhere.
     Written once per set of objects into the studio's shared ``layers`` folder."""
-    if not state.objects and state.regions is None:
+    key = _objects_key("layer", state, entry)
+    if key is None:
         return None
-    key = (
-        "layer",
-        entry.key,
-        state.settings.exclude,
-        tuple((o.object_id, o.rev) for o in state.objects),
-        None if state.regions is None else state.regions.rev,
-    )
 
     def make() -> LayerFile:
         image, _ = objects_layer(studio, state, entry)
-        rgba = np.dstack([image, np.any(image != entry.preview, axis=2).astype(np.uint8) * np.uint8(255)])
+        rgba = cutout_rgba(image, np.any(image != entry.preview, axis=2), crop=False)
         folder = studio.render_dir / "layers"
         prune_dir(folder, 3600)
         data = encode_png(rgba)
@@ -234,8 +229,8 @@ def object_rows(studio: Studio, state: SessionState) -> list[list[Any]]:
     on the preview after the exclusion rule), score, state (``editing`` for the object being edited)."""
     if not state.has_image:
         return []
-    entry = studio.entry(state)
-    _, areas = objects_layer(studio, state, entry)
+    # with the exclusion rule, areas as drawn (the objects image is cached: made once per commit)
+    areas = objects_layer(studio, state, studio.entry(state))[1] if state.settings.exclude else {}
     rows: list[tuple[int, list[Any]]] = []
     for o in state.objects:
         area = f"≈{areas[o.object_id]:,.0f}" if o.object_id in areas else f"{o.area:,}"
@@ -253,13 +248,6 @@ def object_rows(studio: Studio, state: SessionState) -> list[list[Any]]:
 def _swatch(object_id: int) -> str:
     r, g, b = object_color(object_id)
     return f"<span class='swatch' style='background:rgb({r},{g},{b})'></span> rgb({r},{g},{b})"
-
-
-def taken_png(studio: Studio, state: SessionState, entry: ImageEntry) -> bytes | None:
-    """The preview pixels the object being edited may not cover (*Exclude committed objects*) as
-    a greyscale PNG (255 = taken), for the browser decoder; None when nothing is taken."""
-    taken = studio.taken(state, entry)
-    return None if taken is None else encode_png(taken)
 
 
 def metrics_dict(studio: Studio, state: SessionState) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,6 +44,7 @@ from sam_core.app.studio import (
 from sam_core.core.errors import PromptError, UserError
 from sam_core.core.mask_edits import FillHoles, Grow, KeepLargest, MaskEdit, RemoveIslands, Smooth, Stroke, describe
 from sam_core.core.prompts import Prompts
+from sam_core.model.everything import EverythingSettings
 from sam_core.model.registry import MODEL_TYPES
 from sam_core.ui.browser_decoder import JS_ON_LOAD, BrowserAssets, server_reason
 from sam_core.ui.common import gpu_handlers, user_errors
@@ -450,13 +451,11 @@ class Handlers:
     @user_errors
     def export_objects(self, state: SessionState | None) -> Any:
         """Every object of the image: label map, COCO (RLE and polygons), YOLO, cut-outs."""
-        paths = [str(p) for p in annotation.export_objects(self.studio, self._state(state))]
-        return gr.update(value=paths, visible=True)
+        return _downloads(annotation.export_objects(self.studio, self._state(state)))
 
     @user_errors
     def save_bundle(self, state: SessionState | None) -> Any:
-        path = annotation.save_bundle(self.studio, self._state(state))
-        return gr.update(value=[str(path)], visible=True)
+        return _downloads([annotation.save_bundle(self.studio, self._state(state))])
 
     @user_errors
     def open_bundle(self, path: str | None, state: SessionState | None) -> Outputs:
@@ -481,7 +480,7 @@ class Handlers:
         )
         return coco, str(path)
 
-    # -------------------------------------------------------------- issue 13: edits, polygon, everything
+    # -------------------------------------------------------------- mask edits, polygon, segment everything
     @user_errors
     def edit_mask(self, kind: str, value: float | None, state: SessionState | None) -> Outputs:
         """Edit the chosen mask of the object being edited (one undo step)."""
@@ -502,9 +501,9 @@ class Handlers:
     def close_polygon(self, state: SessionState | None) -> Outputs:
         return self._apply(state, ClosePolygon())
 
-    def _everything_settings(self, pps: float, iou: float, stability: float, min_area: float, crops: Any) -> Any:
-        from sam_core.model.everything import EverythingSettings
-
+    def _everything_settings(
+        self, pps: float, iou: float, stability: float, min_area: float, crops: Any
+    ) -> EverythingSettings:
         return EverythingSettings(
             points_per_side=int(pps),
             pred_iou_thresh=float(iou),
@@ -578,8 +577,7 @@ class Handlers:
     @user_errors
     def export(self, state: SessionState | None) -> Any:
         """Write the full-resolution files and show them in the Downloads list."""
-        paths = [str(p) for p in export.export_files(self.studio, self._state(state))]
-        return gr.update(value=paths, visible=True)
+        return _downloads(export.export_files(self.studio, self._state(state)))
 
     @user_errors
     def save(self, state: SessionState | None) -> str:
@@ -594,6 +592,11 @@ class Handlers:
             self.studio, image_file or "", prompts, bool(multimask), name=Path(image_file).name if image_file else None
         )
         return summary, [str(p) for p in paths]
+
+
+def _downloads(paths: Iterable[Path]) -> Any:
+    """Show written files in the Downloads list."""
+    return gr.update(value=[str(p) for p in paths], visible=True)
 
 
 def _skip_all() -> Any:

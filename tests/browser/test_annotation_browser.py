@@ -37,6 +37,17 @@ def wait_for(page, pred, what: str, timeout: float = 60.0):
         time.sleep(0.1)
 
 
+def app_page(browser, server, height: int):
+    """A new context and page on ``server``'s app (downloads allowed): (context, page, page errors)."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.wait_for_selector("#input-image")
+    return ctx, page, errors
+
+
 def set_label(page, name: str) -> None:
     box = page.locator("#object-label input").first
     box.click()
@@ -76,12 +87,7 @@ def export_objects(page, server, tmp: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("path", ["browser", "server"])
 def test_two_objects_with_shortcuts_export_and_bundle(browser, decoder_server, app_server, tmp_path, path):
     server = decoder_server if path == "browser" else app_server
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1200}, accept_downloads=True)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
-    page.wait_for_selector("#input-image")
+    ctx, page, errors = app_page(browser, server, 1200)
     assert "new object" in page.locator("#shortcuts").inner_text()
     upload(page, COFFEE)
     if path == "browser":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
-from test_annotation_browser import downloads, export_objects, object_rows, press, wait_for
+from test_annotation_browser import app_page, downloads, export_objects, object_rows, press, wait_for
 from test_ui_browser import click_at, prompt_rows, shot, upload, wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +39,7 @@ def status(page) -> str:
 @pytest.mark.parametrize("path", ["browser", "server"])
 def test_everything_region_erode_polygon_brush_export(browser, decoder_server, app_server, tmp_path, path):
     server = decoder_server if path == "browser" else app_server
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1300}, accept_downloads=True)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
-    page.wait_for_selector("#input-image")
+    ctx, page, errors = app_page(browser, server, 1300)
     upload(page, COFFEE)
 
     # Segment everything, with thresholds the random test weights pass.
@@ -127,3 +122,4 @@ def test_everything_region_erode_polygon_brush_export(browser, decoder_server, a
     shot(page, f"beyond-{path}-exported")
     assert not errors, errors
     ctx.close()
+
