@@ -123,3 +123,29 @@ def test_everything_region_erode_polygon_brush_export(browser, decoder_server, a
     assert not errors, errors
     ctx.close()
 
+
+def test_a_stroke_released_off_the_image_swallows_no_later_click(browser, app_server):
+    """Only the click that ends a brush stroke on the image is swallowed: a stroke released
+    outside the image leaves no click to swallow, so the next press on the image counts."""
+    ctx, page, errors = app_page(browser, app_server, 1000)
+    upload(page, COFFEE)
+    click_at(page, 290, 230)
+    wait_for(page, lambda: len(prompt_rows(page)) == 1, "the first prompt")
+    wait_idle(page)
+    choose_mode(page, "Brush")
+    b = page.locator("#input-image img").first.bounding_box()
+    page.mouse.move(b["x"] + b["width"] * 0.5, b["y"] + b["height"] * 0.5)
+    page.mouse.down()
+    for i in range(1, 8):  # up and out of the image
+        page.mouse.move(b["x"] + b["width"] * 0.5, b["y"] + b["height"] * (0.5 - 0.1 * i))
+    page.mouse.up()
+    assert page.evaluate("() => window.samStudio.brush.sent > 0")  # the stroke went; no click followed it
+    wait_for(page, lambda: "Mask edited: brush r" in status(page), "the brush stroke")
+    wait_idle(page)
+    choose_mode(page, "Foreground point")
+    # As if that stroke had ended just now: a press on the image still counts as a click.
+    page.evaluate("() => { window.samStudio.brush.sent = performance.now(); }")
+    click_at(page, 100, 100)
+    wait_for(page, lambda: len(prompt_rows(page)) == 2, "the click after the stroke")
+    assert not errors, errors
+    ctx.close()

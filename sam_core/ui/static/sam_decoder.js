@@ -874,8 +874,8 @@ export function attach(element, trigger, props, watch) {
     (ev) => {
       const r = root();
       if (!r || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
-      if (bd.brush.sent && performance.now() - bd.brush.sent < 1000) {
-        // The click that ends a brush stroke: the stroke went to the server already.
+      if (bd.brush.sent) {
+        // The click that ends a brush stroke (no press since): the stroke went to the server already.
         bd.brush.sent = 0;
         ev.stopPropagation();
         ev.preventDefault();
@@ -907,6 +907,7 @@ export function attach(element, trigger, props, watch) {
   document.addEventListener(
     "pointerdown",
     (ev) => {
+      bd.brush.sent = 0; // a new press: a stroke that ended off the image swallows no later click
       const r = root();
       if (!r || ev.button !== 0 || ev.target.tagName !== "IMG" || !r.contains(ev.target)) return;
       const mode = bd.mode();
